@@ -1,0 +1,1 @@
+"""Benchmarks run with ``python -m hotpose.bench <name> [options]``; one module per benchmark."""

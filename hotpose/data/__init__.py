@@ -1,0 +1,1 @@
+"""Human3.6M-style data: skeleton, cameras, npz sources, window tables and the Lightning DataModule."""

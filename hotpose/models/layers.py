@@ -1,0 +1,129 @@
+"""Shared transformer layers: attention on torch SDPA, MLP, pre-norm block, drop path.
+
+Parameter layouts follow the timm-ViT convention the official code uses (fused ``qkv`` rows are
+``[Q; K; V]``, heads contiguous inside each), so official weights load without reshaping.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample while training."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def drop_path(p: float) -> nn.Module:
+    """Identity when ``p == 0`` (as the official code does), else :class:`DropPath`."""
+    return DropPath(p) if p > 0 else nn.Identity()
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over dim -2 of ``(..., n, c)`` with a fused ``qkv`` projection."""
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        *lead, n, c = x.shape
+        x = x.reshape(-1, n, c)
+        q, k, v = self.qkv(x).reshape(x.shape[0], n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(x.shape[0], n, c)
+        return self.proj_drop(self.proj(y)).reshape(*lead, n, c)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention with queries from one sequence and keys/values from another.
+
+    Separate ``linear_q/k/v`` projections (the official TRA layout); queries ``(b, n, c)``,
+    keys/values ``(b, m, c)`` → ``(b, n, c)``.
+    """
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.attn_drop = attn_drop
+        self.linear_q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.linear_k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.linear_v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, n, c = x.shape
+        return x.reshape(b, n, self.heads, c // self.heads).transpose(1, 2)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        b, n, c = query.shape
+        q, k, v = self._split(self.linear_q(query)), self._split(self.linear_k(key)), self._split(self.linear_v(value))
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(y.transpose(1, 2).reshape(b, n, c)))
+
+
+class Mlp(nn.Module):
+    """``fc1 → GELU (exact) → dropout → fc2 → dropout``."""
+
+    def __init__(self, dim: int, hidden: int, out_dim: int | None = None, drop: float = 0.0,
+                 act: type[nn.Module] = nn.GELU) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = act()
+        self.fc2 = nn.Linear(hidden, out_dim or dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm residual block: ``x + DP(attn(norm1(x)))`` then ``x + DP(mlp(norm2(x)))``."""
+
+    def __init__(self, dim: int, heads: int, mlp_hidden: int, qkv_bias: bool = True, drop: float = 0.0,
+                 attn_drop: float = 0.0, drop_path_rate: float = 0.0, norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.drop_path = drop_path(drop_path_rate)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, mlp_hidden, drop=drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Every parameter element, bare ``nn.Parameter`` embeddings included (the paper's count)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def zeros_parameter(*shape: int) -> nn.Parameter:
+    return nn.Parameter(torch.zeros(*shape))
