@@ -6,9 +6,38 @@ Parameter layouts follow the timm-ViT convention the official code uses (fused `
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+_EXPLICIT_ATTENTION = False
+
+
+@contextlib.contextmanager
+def explicit_attention(enabled: bool = True) -> Iterator[None]:
+    """Compute attention as ``softmax(q kᵀ · scale) v`` in plain ops instead of torch SDPA.
+
+    SDPA's fused kernels round differently (~1e-7). That is harmless, except where TPC's official
+    tie-breaking decides between two frames whose densities differ by less: reproducing the official
+    classes bit for bit needs the official order of operations.
+    """
+    global _EXPLICIT_ATTENTION
+    previous, _EXPLICIT_ATTENTION = _EXPLICIT_ATTENTION, enabled
+    try:
+        yield
+    finally:
+        _EXPLICIT_ATTENTION = previous
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
+    """Scaled dot-product attention over ``(b, h, n, d)`` heads (SDPA unless :func:`explicit_attention`)."""
+    if not _EXPLICIT_ATTENTION:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    weights = ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(dim=-1)
+    return F.dropout(weights, dropout_p) @ v
 
 
 class DropPath(nn.Module):
@@ -52,7 +81,7 @@ class Attention(nn.Module):
         *lead, n, c = x.shape
         x = x.reshape(-1, n, c)
         q, k, v = self.qkv(x).reshape(x.shape[0], n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        y = attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         y = y.transpose(1, 2).reshape(x.shape[0], n, c)
         return self.proj_drop(self.proj(y)).reshape(*lead, n, c)
 
@@ -83,8 +112,9 @@ class CrossAttention(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
         b, n, c = query.shape
-        q, k, v = self._split(self.linear_q(query)), self._split(self.linear_k(key)), self._split(self.linear_v(value))
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        q = self._split(self.linear_q(query))
+        k, v = self._split(self.linear_k(key)), self._split(self.linear_v(value))
+        y = attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj_drop(self.proj(y.transpose(1, 2).reshape(b, n, c)))
 
 
@@ -127,3 +157,11 @@ def count_parameters(module: nn.Module) -> int:
 
 def zeros_parameter(*shape: int) -> nn.Parameter:
     return nn.Parameter(torch.zeros(*shape))
+
+
+def over_time(module: nn.Module, x: Tensor) -> Tensor:
+    """Run a token-sequence module (attention over dim -2) along time on ``(b, f, n, c)`` tokens.
+
+    The module sees ``(b, n, f, c)``, i.e. one length-``f`` sequence per token group (joint).
+    """
+    return module(x.transpose(1, 2)).transpose(1, 2)
