@@ -1,0 +1,153 @@
+"""``python -m hotpose.train [group=option ...] [key=value ...]``: train, then test the best checkpoint.
+
+Thin on purpose: compose (Hydra), seed, instantiate data / module / callbacks / loggers / trainer, fit,
+test, write ``metrics.json``, print P1/P2 and the run folder, and return the test P1 (mm) so that Hydra
+sweepers can minimise it. ``train(cfg)`` is the same without the Hydra entry (tests call it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from hotpose.callbacks import format_table
+from hotpose.lit import MODEL_KEYS, HotposeModule
+
+log = logging.getLogger(__name__)
+
+#: strategies whose launcher re-executes the command line for ranks 1..N-1 (which reruns a Hydra sweep)
+_RELAUNCHING = ("ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true", "fsdp")
+#: environment variables set by launchers that start every rank themselves
+_EXTERNAL_LAUNCHER_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS")
+
+
+def _strategy_name(strategy: Any) -> str:
+    if isinstance(strategy, str):
+        return strategy
+    if isinstance(strategy, DictConfig | dict):
+        target = str(strategy.get("_target_", ""))
+        start = str(strategy.get("start_method", "popen"))
+        if target.endswith("DDPStrategy") and start == "popen":
+            return "ddp"
+        if target.endswith("FSDPStrategy"):
+            return "fsdp"
+    return ""
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Refuse Hydra multirun with a strategy that re-launches the script (ecosystem note B-b)."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    name = _strategy_name(cfg.trainer.get("strategy", "auto"))
+    if (name in _RELAUNCHING or name.startswith("deepspeed")) and not any(
+            v in os.environ for v in _EXTERNAL_LAUNCHER_ENV):
+        raise ValueError(
+            f"trainer.strategy={name} under Hydra multirun: Lightning would start each extra rank by "
+            "re-running the command line, which re-runs the whole sweep in every child. Use "
+            "trainer=ddp_spawn for sweeps, "
+            "or a launcher that starts the ranks itself (hydra/launcher=submitit_slurm, torchrun)."
+        )
+
+
+def pipeline_name(cfg: DictConfig) -> str:
+    """``seq2seq`` / ``seq2frame`` from the pipeline config (its ``name``) or the chosen option."""
+    name = cfg.pipeline.get("name") if isinstance(cfg.get("pipeline"), DictConfig) else None
+    if name is None and HydraConfig.initialized():
+        name = HydraConfig.get().runtime.choices.get("pipeline")
+    if name is None:
+        raise ValueError("cannot tell the pipeline: configs/pipeline/<option>.yaml needs a `name` key")
+    return str(name)
+
+
+def build_module(cfg: DictConfig) -> HotposeModule:
+    return HotposeModule(
+        model={k: cfg[k] for k in MODEL_KEYS},
+        loss=cfg.loss,
+        optimizer=cfg.optimizer,
+        scheduler=cfg.get("scheduler"),
+        pipeline=pipeline_name(cfg),
+        test_flip=cfg.test_flip,
+        flip_reselect=cfg.flip_reselect,
+        eval_mode=cfg.eval_mode,
+        compile=cfg.compile,
+    )
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Every entry with a ``_target_`` of a dict-of-configs group (callbacks, logger)."""
+    if not group:
+        return []
+    return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def finish_wandb() -> None:
+    """Close the wandb run of this job, so that each multirun job gets its own run."""
+    import sys
+
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit and test one configuration. Returns ``{"test_mpjpe_mm", "test_p_mpjpe_mm", "output_dir", ...}``."""
+    check_launch(cfg)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    module = build_module(cfg)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
+    finally:
+        finish_wandb()
+    primary = module.eval_modes[0]
+    # callback_metrics also come back from ddp_spawn workers (module attributes do not)
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    summary = {
+        "test_mpjpe_mm": logged.get("test/mpjpe_mm"),
+        "test_p_mpjpe_mm": logged.get("test/p_mpjpe_mm"),
+        "eval_mode": primary,
+        "best_checkpoint": best,
+        "output_dir": cfg.paths.output_dir,
+        "results": module.results,  # per action; empty in the main process of ddp_spawn
+        "logged": logged,
+    }
+    if trainer.global_rank == 0:
+        metrics_file = Path(cfg.paths.output_dir) / "metrics.json"
+        if metrics_file.is_file():
+            from rich.console import Console
+
+            Console().print(format_table(json.loads(metrics_file.read_text())["test"]))
+        print(f"test ({primary}): P1 {summary['test_mpjpe_mm']:.2f} mm, "
+              f"P2 {summary['test_p_mpjpe_mm']:.2f} mm; "
+              f"run folder {cfg.paths.output_dir}")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
+    return train(cfg)["test_mpjpe_mm"]
+
+
+if __name__ == "__main__":
+    main()
