@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import format_table
 from hotpose.lit import MODEL_KEYS, HotposeModule
@@ -91,6 +92,27 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+#: override keys that say nothing about the model or recipe, left out of run names
+_NAME_EXCLUDES = ("seed", "logger", "hydra", "threads", "paths", "trainer.devices", "data.root", "data.num_workers")
+
+
+def run_name(overrides: list[str]) -> str | None:
+    """A readable run name from a job's overrides (``pruner=tpc pruner.tokens=81``), or None."""
+    keep = [o.lstrip("+~") for o in overrides if not o.lstrip("+~").split("=", 1)[0].startswith(_NAME_EXCLUDES)]
+    return " ".join(keep) or None
+
+
+def name_wandb_run(cfg: DictConfig) -> None:
+    """Give the wandb run of this job a name from its overrides, unless one is configured."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg is None or wandb_cfg.get("name") or not HydraConfig.initialized():
+        return
+    name = run_name(list(HydraConfig.get().overrides.task))
+    if name:
+        with open_dict(wandb_cfg):
+            wandb_cfg.name = name
+
+
 def finish_wandb() -> None:
     """Close the wandb run of this job, so that each multirun job gets its own run."""
     import sys
@@ -111,6 +133,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
     callbacks = instantiate_group(cfg.get("callbacks"))
+    name_wandb_run(cfg)
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     try:
@@ -143,10 +166,32 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def record_failure(output_dir: str | Path, error: BaseException) -> Path:
+    """Write ``failed.json`` (error type, message, traceback) into a job's folder for the sweep report."""
+    path = Path(output_dir) / "failed.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"type": type(error).__name__, "message": str(error),
+                                "traceback": traceback.format_exc()}, indent=2))
+    return path
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
-    return train(cfg)["test_mpjpe_mm"]
+    check_launch(cfg)  # a refused launch stops the whole sweep: every job would fail the same way
+    try:
+        return train(cfg)["test_mpjpe_mm"]
+    except Exception as error:
+        if not _in_multirun():
+            raise
+        # One failed job must not stop the sweep: record why, let the others run, report it at the end.
+        path = record_failure(cfg.paths.output_dir, error)
+        log.error("job failed (%s: %s); details in %s", type(error).__name__, error, path)
+        return float("nan")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,328 @@
+"""``python -m hotpose.report <sweep or run folders>``: tables and plots from finished (or partial) runs.
+
+Reads only what every run writes itself — ``.hydra/overrides.yaml``, ``.hydra/config.yaml`` and
+``metrics.json`` (or ``failed.json`` for a job that raised) — never a logger's private files. Runs that
+differ only in ``seed`` form one configuration; their metrics are reported as mean ± std over seeds.
+Writes ``report.md``, ``report.csv``, ``p1_vs_gflops.png`` and ``p1_vs_tokens.png`` into the output
+folder (the first folder given, unless ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+#: (column, key in metrics.json's ``test.<mode>.overall``)
+METRICS: tuple[tuple[str, str], ...] = (("P1 (mm)", "mpjpe_mm"), ("P2 (mm)", "p_mpjpe_mm"),
+                                        ("MPJVE (mm)", "mpjve_mm"))
+SEED_KEYS = ("seed",)
+
+
+@dataclass
+class Run:
+    """One job folder: its overrides, status and the numbers the report needs."""
+
+    path: Path
+    overrides: list[str]
+    status: str  # "ok" | "failed" | "running"
+    error: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: float | None = None
+    gflops: float | None = None
+    fps: float | None = None
+    tokens: int | None = None
+    layer: int | None = None
+
+    @property
+    def setting(self) -> tuple[str, ...]:
+        """The overrides that define the configuration (everything but the seed)."""
+        return tuple(sorted(o for o in self.overrides if o.split("=", 1)[0].lstrip("+~") not in SEED_KEYS))
+
+
+def find_runs(folders: Iterable[Path]) -> list[Path]:
+    """Every folder below ``folders`` that holds a Hydra job (``.hydra/overrides.yaml``), sorted."""
+    found: set[Path] = set()
+    for folder in folders:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"report: {folder} is not a folder")
+        found.update(p.parent.parent for p in folder.rglob(".hydra/overrides.yaml"))
+    return sorted(found, key=lambda p: (len(p.parts), _natural(p)))
+
+
+def _natural(path: Path) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in path.parts]
+
+
+def _pruning(config_path: Path) -> tuple[int | None, int | None]:
+    """``(tokens, layer)`` of the first pruning stage, read from the job's composed config."""
+    if not config_path.is_file():
+        return None, None
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(config_path)
+
+    def pick(key: str) -> Any:
+        try:
+            return OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+        except Exception:  # an interpolation of the Hydra runtime: not resolvable here
+            return None
+
+    if pick("pruner.policy") is None:
+        return None, None
+    stages = pick("pruner.stages")
+    if stages:
+        return int(stages[0][1]), int(stages[0][0])
+    tokens, layer = pick("pruner.tokens"), pick("pruner.layer")
+    return (int(tokens) if tokens is not None else None, int(layer) if layer is not None else None)
+
+
+def read_run(path: Path, mode: str = "exact") -> Run:
+    overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
+    tokens, layer = _pruning(path / ".hydra" / "config.yaml")
+    run = Run(path=path, overrides=[str(o) for o in overrides], status="running", tokens=tokens, layer=layer)
+    failed, metrics_file = path / "failed.json", path / "metrics.json"
+    if failed.is_file():
+        info = json.loads(failed.read_text())
+        run.status, run.error = "failed", f"{info.get('type', 'Error')}: {info.get('message', '')}".strip()
+        return run
+    if not metrics_file.is_file():
+        return run
+    data = json.loads(metrics_file.read_text())
+    overall = data.get("test", {}).get(mode, {}).get("overall", {})
+    if not overall:
+        run.status, run.error = "failed", f"metrics.json has no test results for eval mode {mode!r}"
+        return run
+    run.status = "ok"
+    run.metrics = {column: float(overall[key]) for column, key in METRICS if key in overall}
+    stats = data.get("stats", {})
+    run.params = stats.get("params")
+    run.gflops = stats.get("paper_gflops")
+    run.fps = stats.get("test_frames_per_s")
+    return run
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+@dataclass
+class Row:
+    setting: tuple[str, ...]
+    runs: list[Run]
+    shared: tuple[str, ...] = ()  # overrides every row has; left out of the label
+
+    @property
+    def done(self) -> list[Run]:
+        return [r for r in self.runs if r.status == "ok"]
+
+    def stat(self, column: str) -> tuple[float, float]:
+        return _mean_std([r.metrics[column] for r in self.done if column in r.metrics])
+
+    def first(self, attr: str) -> Any:
+        return next((getattr(r, attr) for r in self.done if getattr(r, attr) is not None),
+                    next((getattr(r, attr) for r in self.runs if getattr(r, attr) is not None), None))
+
+    @property
+    def label(self) -> str:
+        return " ".join(o for o in self.setting if o not in self.shared) or "(defaults)"
+
+
+def group_runs(runs: Sequence[Run]) -> list[Row]:
+    """One row per configuration (runs that differ only in the seed share a row)."""
+    rows: dict[tuple[str, ...], Row] = {}
+    for run in runs:
+        rows.setdefault(run.setting, Row(run.setting, [])).runs.append(run)
+    shared = tuple(sorted(set.intersection(*(set(r.setting) for r in rows.values())))) if len(rows) > 1 else ()
+    for row in rows.values():
+        row.shared = shared
+    return list(rows.values())
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points not dominated in (lower cost, lower error), sorted by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
+    front, best = [], math.inf
+    for i in order:
+        if points[i][1] < best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def _fmt(mean: float, std: float, n: int) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+
+
+def write_tables(rows: Sequence[Row], runs: Sequence[Run], out: Path) -> tuple[Path, Path]:
+    columns = ["configuration", "params (M)", "GFLOPs", "frames/s", *[c for c, _ in METRICS], "seeds", "failed"]
+    table: list[list[str]] = []
+    csv_rows: list[dict[str, Any]] = []
+    for row in rows:
+        n = len(row.done)
+        params, gflops, fps = row.first("params"), row.first("gflops"), row.first("fps")
+        stats = {c: row.stat(c) for c, _ in METRICS}
+        failed = sum(r.status == "failed" for r in row.runs)
+        table.append([row.label, f"{params / 1e6:.2f}" if params else "–", f"{gflops:.2f}" if gflops else "–",
+                      f"{fps:.0f}" if fps else "–", *[_fmt(*stats[c], n) for c, _ in METRICS], str(n), str(failed)])
+        record: dict[str, Any] = {"configuration": row.label, "params": params, "gflops": gflops, "fps": fps,
+                                  "seeds": n, "failed": failed, "tokens": row.first("tokens"),
+                                  "layer": row.first("layer")}
+        for column, key in METRICS:
+            record[f"{key}_mean"], record[f"{key}_std"] = stats[column]
+        csv_rows.append(record)
+
+    lines = ["# Sweep report", ""]
+    if rows and rows[0].shared:
+        lines += [f"Common to every row: `{' '.join(rows[0].shared)}`.", ""]
+    lines += ["P1/P2/MPJVE: test set, mean ± std over seeds. GFLOPs: per clip, the paper's convention.", ""]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table]
+    problems = [r for r in runs if r.status != "ok"]
+    if problems:
+        lines += ["", "## Jobs without results", ""]
+        lines += [f"- `{r.path}` ({' '.join(r.overrides) or 'defaults'}): {r.status}"
+                  + (f" — {r.error}" if r.error else "") for r in problems]
+    md = out / "report.md"
+    md.write_text("\n".join(lines) + "\n")
+    csv_path = out / "report.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(csv_rows[0]) if csv_rows else ["configuration"])
+        writer.writeheader()
+        writer.writerows(csv_rows)
+    return md, csv_path
+
+
+def plot_efficiency(rows: Sequence[Row], path: Path) -> Path:
+    """P1 against GFLOPs (the paper's efficiency figure), the Pareto front joined by a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(row.first("gflops"), row.stat("P1 (mm)"), row.label) for row in rows]
+    pts = [(g, m, s, label) for g, (m, s), label in pts if g is not None and not math.isnan(m)]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    if pts:
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="o", capsize=3)
+        for i, (g, m, _, label) in enumerate(pts):  # staggered so that near-equal points stay readable
+            ax.annotate(label, (g, m), fontsize=7, xytext=(4, 4 - 10 * (i % 3)), textcoords="offset points")
+        front = pareto_front([(p[0], p[1]) for p in pts])
+        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "r--", label="Pareto front")
+        ax.legend()
+    ax.set_xlabel("GFLOPs per clip (paper convention)")
+    ax.set_ylabel("P1 / MPJPE (mm)")
+    ax.set_title("Accuracy vs cost")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_tokens(rows: Sequence[Row], path: Path) -> Path:
+    """P1 against the number of kept tokens, one line per pruning layer index."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_layer: dict[int, list[tuple[int, float, float]]] = {}
+    for row in rows:
+        tokens, layer = row.first("tokens"), row.first("layer")
+        mean, std = row.stat("P1 (mm)")
+        if tokens is not None and layer is not None and not math.isnan(mean):
+            by_layer.setdefault(layer, []).append((tokens, mean, std))
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for layer, values in sorted(by_layer.items()):
+        values.sort()
+        ax.errorbar([v[0] for v in values], [v[1] for v in values], yerr=[v[2] for v in values],
+                    marker="o", capsize=3, label=f"layer {layer}")
+    if by_layer:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no pruned runs in this sweep", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("kept tokens")
+    ax.set_ylabel("P1 / MPJPE (mm)")
+    ax.set_title("Accuracy vs kept tokens, per pruning layer")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def build_report(folders: Sequence[Path], out: Path | None = None, mode: str = "exact") -> dict[str, Any]:
+    """Read every run below ``folders`` and write the tables and plots; returns what was written."""
+    paths = find_runs(folders)
+    if not paths:
+        raise FileNotFoundError(f"report: no Hydra run folders (with .hydra/overrides.yaml) below "
+                                f"{', '.join(map(str, folders))}")
+    runs = [read_run(p, mode) for p in paths]
+    rows = group_runs(runs)
+    out = out or folders[0]
+    out.mkdir(parents=True, exist_ok=True)
+    md, csv_path = write_tables(rows, runs, out)
+    return {"runs": runs, "rows": rows, "markdown": md, "csv": csv_path,
+            "efficiency_plot": plot_efficiency(rows, out / "p1_vs_gflops.png"),
+            "tokens_plot": plot_tokens(rows, out / "p1_vs_tokens.png")}
+
+
+class SweepSummary(Callback):
+    """Hydra callback: at the end of a multirun, write the report into the sweep folder and say which
+    jobs failed and why (configured in ``configs/hydra/default.yaml``)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            result = build_report([sweep_dir])
+        except Exception as error:  # the summary must never turn a finished sweep into a failure
+            log.warning("sweep report not written: %s", error)
+            return
+        runs = result["runs"]
+        failed = [r for r in runs if r.status != "ok"]
+        log.info("sweep finished: %d of %d jobs have results; report in %s", len(runs) - len(failed), len(runs),
+                 result["markdown"])
+        for run in failed:
+            log.warning("job %s (%s): %s %s", run.path.name, " ".join(run.overrides), run.status, run.error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hotpose.report", description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="sweep or run folders")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the first folder)")
+    parser.add_argument("--mode", default="exact", choices=["exact", "paper"], help="evaluation protocol")
+    args = parser.parse_args(argv)
+    try:
+        result = build_report(args.folders, args.out, args.mode)
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 2
+    runs = result["runs"]
+    print(result["markdown"].read_text())
+    print(f"{sum(r.status == 'ok' for r in runs)} finished, {sum(r.status == 'failed' for r in runs)} failed, "
+          f"{sum(r.status == 'running' for r in runs)} without results; wrote {result['markdown']}, "
+          f"{result['csv']}, {result['efficiency_plot']}, {result['tokens_plot']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Sweep report: grouping over seeds, Pareto front, partial/failed sweeps, and a real smoke multirun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import yaml
+
+from hotpose.report import build_report, group_runs, pareto_front, read_run
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _job(folder: Path, overrides: list[str], p1: float | None = None, failed: str | None = None,
+         gflops: float = 1.0) -> Path:
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"backbone": {"prune_tokens": 81, "prune_layer": 3},
+         "pruner": {"policy": {"_target_": "x"}, "tokens": "${backbone.prune_tokens}",
+                    "layer": "${backbone.prune_layer}", "stages": None}}))
+    if p1 is not None:
+        (folder / "metrics.json").write_text(json.dumps({
+            "test": {"exact": {"overall": {"mpjpe_mm": p1, "p_mpjpe_mm": p1 / 2, "mpjve_mm": 3.0}}},
+            "stats": {"params": 2e6, "paper_gflops": gflops, "test_frames_per_s": 100.0}}))
+    if failed:
+        (folder / "failed.json").write_text(json.dumps({"type": "ValueError", "message": failed}))
+    return folder
+
+
+def _valid_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert matplotlib.image.imread(path).ndim == 3
+
+
+def test_pareto_front_by_hand() -> None:
+    # (cost, error): (2, 5) is dominated by (1, 4); (3, 1) is the cheapest with error 1
+    assert pareto_front([(1, 4), (2, 5), (3, 1), (4, 1)]) == [0, 2]
+    assert pareto_front([]) == []
+
+
+def test_seeds_are_averaged_and_failures_listed(tmp_path: Path) -> None:
+    _job(tmp_path / "0", ["pruner=tpc", "seed=1"], p1=40.0)
+    _job(tmp_path / "1", ["pruner=tpc", "seed=2"], p1=44.0)
+    _job(tmp_path / "2", ["pruner=none", "seed=1"], p1=50.0, gflops=2.0)
+    _job(tmp_path / "3", ["pruner=none", "seed=2"], failed="tokens 999 >= 243 frames")
+    _job(tmp_path / "4", ["pruner=uniform", "seed=1"])  # still running: no metrics yet
+
+    result = build_report([tmp_path])
+    rows = {row.label: row for row in result["rows"]}
+    assert set(rows) == {"pruner=tpc", "pruner=none", "pruner=uniform"}
+    mean, std = rows["pruner=tpc"].stat("P1 (mm)")
+    assert mean == pytest.approx(42.0) and std == pytest.approx(2.8284271, rel=1e-6)  # sample std of 40, 44
+    assert rows["pruner=tpc"].first("tokens") == 81 and rows["pruner=tpc"].first("layer") == 3
+    text = result["markdown"].read_text()
+    assert "42.00 ± 2.83" in text
+    assert "ValueError: tokens 999 >= 243 frames" in text and "running" in text
+    assert (tmp_path / "report.csv").read_text().count("\n") == 4  # header + 3 configurations
+    _valid_png(result["efficiency_plot"])
+    _valid_png(result["tokens_plot"])
+
+
+def test_metrics_without_the_requested_mode_is_a_failure(tmp_path: Path) -> None:
+    run = read_run(_job(tmp_path / "0", ["seed=1"], p1=40.0), mode="paper")
+    assert run.status == "failed" and "paper" in run.error
+    assert group_runs([run])[0].done == []
+
+
+def test_report_cli_on_empty_folder_fails_clearly(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "hotpose.report", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no Hydra run folders" in proc.stderr
+
+
+def _multirun(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    return subprocess.run(
+        [sys.executable, "-m", "hotpose.train", "-m", "experiment=smoke", "threads=1", "trainer.limit_test_batches=1",
+         f"hydra.sweep.dir={tmp_path}", *overrides],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_smoke_grid_2x2_multirun_and_report(tmp_path: Path) -> None:
+    proc = _multirun(tmp_path, "pruner=uniform,tpc", "recoverer=linear,tra")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    result = build_report([tmp_path])
+    assert len(result["rows"]) == 4 and all(len(row.done) == 1 for row in result["rows"])
+    table = [line for line in result["markdown"].read_text().splitlines() if line.startswith("| pruner=")]
+    assert len(table) == 4
+    _valid_png(tmp_path / "p1_vs_gflops.png")
+    _valid_png(tmp_path / "p1_vs_tokens.png")
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
+    # 999 kept tokens out of 243 frames cannot be built: that job fails, the other one runs
+    proc = _multirun(tmp_path, "pruner=tpc", "recoverer=tra", "pruner.tokens=999,9")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "0" / "failed.json").is_file() and (tmp_path / "1" / "metrics.json").is_file()
+    text = (tmp_path / "report.md").read_text()
+    assert "failed" in text and "999" in text
+
+
+def test_run_names_drop_seed_and_infrastructure_overrides() -> None:
+    from hotpose.train import run_name
+
+    assert run_name(["pruner=tpc", "seed=3", "logger=wandb", "+pruner.tokens=54", "data.root=/x"]) == \
+        "pruner=tpc pruner.tokens=54"
+    assert run_name(["seed=1"]) is None
+
+
+@pytest.mark.parametrize("sweep", sorted(p.stem for p in (ROOT / "configs" / "sweep").glob("*.yaml")))
+def test_sweep_files_compose_as_multirun(sweep: str) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "configs")):
+            cfg = compose("train", overrides=[f"+sweep={sweep}", "experiment=smoke"], return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert cfg.hydra.sweeper.params and "seed" in cfg.hydra.sweeper.params
