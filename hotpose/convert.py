@@ -15,7 +15,9 @@ The output is a ``torch.save``'d dict in the layout of a Lightning checkpoint of
     {
       "state_dict": {"net.<Hourglass key>": tensor, ...},
       "hyper_parameters": {"model": {"backbone": ..., "pruner": ..., "recoverer": ..., "pipeline": ...},
-                           "pipeline": "seq2seq" | "seq2frame"},
+                           "pipeline": "seq2seq" | "seq2frame",
+                           "loss": ..., "optimizer": ..., "scheduler": ...,  # the official recipe
+                           "flip_reselect": bool},  # False for tpc_*: the flipped pass reuses the selection
       "pytorch-lightning_version": "...",
       "hotpose_variant": "<official variant>", "hotpose_format": 1, "source": "<input path>",
     }

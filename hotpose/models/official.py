@@ -647,6 +647,26 @@ def load_official(source: str | Path | Mapping[str, Any], variant: str, **overri
 HOTPOSE_CHECKPOINT_FORMAT = 1
 
 
+def official_recipe(variant: str) -> dict[str, Any]:
+    """Loss, optimiser and schedule of the official training script of ``variant``'s family, so that a
+    converted checkpoint is a complete hotpose checkpoint (evaluation, fine-tuning) — and how its flipped
+    test pass selects frames: the TPC scripts reuse the unflipped selection, the HoT models re-select."""
+    if VARIANTS[variant][0] == "mhformer":
+        recipe: dict[str, Any] = {
+            "loss": {"_target_": "hotpose.losses.PoseLoss", "mpjpe": 1.0},
+            "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3, "amsgrad": True},
+            "scheduler": {"_target_": "hotpose.lit.epoch_decay_scheduler", "_partial_": True, "gamma": 0.95,
+                          "step_every": 5, "step_gamma": 0.5}}
+    else:  # MixSTE's script; HoT ships none for MotionBERT / MotionAGFormer
+        recipe = {
+            "loss": {"_target_": "hotpose.losses.PoseLoss", "weighted_mpjpe": 1.0, "temporal_consistency": 0.5,
+                     "velocity": 2.0},
+            "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 4e-5, "weight_decay": 0.1},
+            "scheduler": {"_target_": "hotpose.lit.epoch_decay_scheduler", "_partial_": True, "gamma": 0.99,
+                          "step_every": 200, "step_gamma": 0.5}}
+    return {**recipe, "flip_reselect": VARIANTS[variant][1] != "tpc"}
+
+
 def hotpose_checkpoint(model: OfficialModel, source: str | None = None) -> dict[str, Any]:
     """The hotpose checkpoint dict of a loaded official model (see :mod:`hotpose.convert`)."""
     cfg = OmegaConf.to_container(model.cfg, resolve=True)
@@ -654,7 +674,7 @@ def hotpose_checkpoint(model: OfficialModel, source: str | None = None) -> dict[
         # Lightning's load_from_checkpoint migrates by this version; read without importing Lightning.
         "pytorch-lightning_version": metadata.version("pytorch-lightning"),
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "hyper_parameters": {"model": cfg, "pipeline": cfg["pipeline"]["name"]},
+        "hyper_parameters": {"model": cfg, "pipeline": cfg["pipeline"]["name"], **official_recipe(model.variant)},
         "hotpose_variant": model.variant,
         "hotpose_format": HOTPOSE_CHECKPOINT_FORMAT,
         "source": source,

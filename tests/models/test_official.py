@@ -310,3 +310,20 @@ def test_hotpose_checkpoint_keys_match_the_wrapped_net() -> None:
     ckpt = hotpose_checkpoint(model)
     assert set(ckpt["state_dict"]) == {"net." + k for k in model.net.state_dict()}
     assert ckpt["hyper_parameters"]["model"]["backbone"]["net"]["heads"] == 4
+
+
+def test_converted_checkpoint_loads_into_the_lightning_module(tmp_path: Path) -> None:
+    """A converted file is a complete hotpose checkpoint: eval/infer/fine-tuning load it as is."""
+    from hotpose.lit import HotposeModule
+
+    data = fixture("tpc_mixste")
+    source, target = tmp_path / "tpc_mixste.pth", tmp_path / "tpc_mixste.ckpt"
+    torch.save(data["weights"], source)
+    convert_main(["--variant", "tpc_mixste", "--input", str(source), "--output", str(target),
+                  *[f"--{k.replace('_', '-')}={v}" for k, v in data["overrides"].items()]])
+    module = HotposeModule.load_from_checkpoint(target, map_location="cpu", weights_only=False).eval()
+    assert module.hparams.pipeline == "seq2frame" and module.hparams.flip_reselect is False
+    torch.manual_seed(data["seed"])
+    with torch.no_grad():
+        pose = module(data["x"]).pose
+    assert (pose - data["output"]).abs().max().item() < TOLERANCE
