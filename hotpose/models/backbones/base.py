@@ -52,6 +52,15 @@ class Backbone(nn.Module):
     def num_blocks(self) -> int:
         raise NotImplementedError
 
+    def check_input(self, x: Tensor) -> None:
+        """Refuse keypoints that are not ``(b, frames, num_joints, in_channels)``, naming what was found."""
+        expected = (self.frames, self.num_joints, self.in_channels)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"{type(self).__name__}.embed expects input (b, {self.frames}, {self.num_joints}, "
+                f"{self.in_channels}) (b, frames, joints, channels), got shape {tuple(x.shape)}"
+            )
+
     def embed(self, x: Tensor) -> Tensor:
         """``(b, f, j, cin)`` keypoints → ``(b, f, n, c)`` tokens."""
         raise NotImplementedError

@@ -208,12 +208,7 @@ class MHFormer(Backbone):
 
     def embed(self, x: Tensor) -> Tensor:
         """``(b, F, j, cin)`` keypoints → ``(b, F, 3, dim)`` hypothesis tokens."""
-        expected = (self.frames, self.num_joints, self.in_channels)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"MHFormer.embed expects input (b, {self.frames}, {self.num_joints}, {self.in_channels}) "
-                f"(b, frames, joints, channels), got shape {tuple(x.shape)}"
-            )
+        self.check_input(x)
         # Tokens are the joint-major (x, y) coordinates; each is a vector over the whole clip.
         h = rearrange(x, "b f j c -> b (j c) f")
         hyps = []

@@ -102,12 +102,7 @@ class MixSTE(Backbone):
 
     def embed(self, x: Tensor) -> Tensor:
         """``(b, F, j, cin)`` keypoints → ``(b, F, j, dim)`` joint tokens."""
-        expected = (self.frames, self.num_joints, self.in_channels)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"MixSTE.embed expects input (b, {self.frames}, {self.num_joints}, {self.in_channels}) "
-                f"(b, frames, joints, channels), got shape {tuple(x.shape)}"
-            )
+        self.check_input(x)
         return self.pos_drop(self.joint_embed(x) + self.spatial_pos_embed)
 
     def forward_block(self, i: int, x: Tensor) -> Tensor:

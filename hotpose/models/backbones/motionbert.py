@@ -139,12 +139,7 @@ class MotionBERT(Backbone):
 
     def embed(self, x: Tensor) -> Tensor:
         """``(b, F, j, cin)`` keypoints → ``(b, F, j, dim)`` joint tokens with joint and frame embeddings."""
-        expected = (self.frames, self.num_joints, self.in_channels)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"MotionBERT.embed expects input (b, {self.frames}, {self.num_joints}, {self.in_channels}) "
-                f"(b, frames, joints, channels), got shape {tuple(x.shape)}"
-            )
+        self.check_input(x)
         return self.pos_drop(self.joint_embed(x) + self.spatial_pos_embed + self.temporal_pos_embed)
 
     def forward_block(self, i: int, x: Tensor) -> Tensor:
