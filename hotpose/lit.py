@@ -36,6 +36,8 @@ from hotpose.metrics import MODES, NAMES, PoseErrorMetric, per_action_table
 PIPELINES = ("seq2seq", "seq2frame")
 EVAL_MODES = (*MODES, "both")
 MODEL_KEYS = ("backbone", "pruner", "recoverer", "pipeline")
+#: model groups that may be absent (checkpoints written before they existed): absent = the default
+OPTIONAL_MODEL_KEYS = ("head",)
 
 
 class EpochDecay:
@@ -96,8 +98,8 @@ class HotposeModule(pl.LightningModule):
     """Training, validation and test of one hourglass model.
 
     Args:
-        model: the ``backbone``, ``pruner``, ``recoverer`` and ``pipeline`` configs given to
-            :func:`hotpose.models.build_model` (saved in the checkpoint).
+        model: the ``backbone``, ``pruner``, ``recoverer`` and ``pipeline`` configs (and optionally ``head``)
+            given to :func:`hotpose.models.build_model` (saved in the checkpoint).
         loss: config of :class:`hotpose.losses.PoseLoss`.
         optimizer, scheduler: ``_partial_`` configs called with the parameters / the optimiser
             (``scheduler`` may be None); the scheduler steps once per epoch.
@@ -145,9 +147,9 @@ class HotposeModule(pl.LightningModule):
              "actions": None if actions is None else list(actions)}
         )
         if net is None:
-            from hotpose.models import build_model
+            from hotpose.models.build import build_saved_model
 
-            net = build_model(*(OmegaConf.create(self.hparams.model[k]) for k in MODEL_KEYS))
+            net = build_saved_model(self.hparams.model)
         self.net = net
         self.loss_fn = instantiate(self.hparams.loss)
         self.pipeline = pipeline
@@ -179,10 +181,10 @@ class HotposeModule(pl.LightningModule):
         """Refuse a checkpoint of another model configuration before its weights are loaded."""
         saved = checkpoint.get("hyper_parameters", {})
         for key in ("model", "pipeline"):
-            if key in saved and saved[key] != self.hparams[key]:
+            if key in saved and _comparable(saved[key]) != _comparable(self.hparams[key]):
                 raise ValueError(
                     f"checkpoint was trained with a different {key} configuration:\n"
-                    f"{_diff(saved[key], self.hparams[key])}\n"
+                    f"{_diff(_comparable(saved[key]), _comparable(self.hparams[key]))}\n"
                     "use the checkpoint's configuration (python -m hotpose.eval ckpt=... reads it)"
                     " or start anew"
                 )
@@ -209,8 +211,14 @@ class HotposeModule(pl.LightningModule):
         x, target, valid = self._targets(batch)
         out = self(x)
         pos = out.frame_index
-        terms = self.loss_fn.terms(out.pose, gather_frames(target, pos), gather_frames(valid, pos))
-        loss = sum(self.loss_fn.weights[name] * value for name, value in terms.items())
+        target, valid = gather_frames(target, pos), gather_frames(valid, pos)
+        terms = self.loss_fn.terms(out.pose, target, valid)
+        weights = dict(self.loss_fn.weights)
+        head_terms = getattr(self.net, "head_terms", None)
+        if head_terms is not None:  # e.g. the token head's cross-entropy on ground-truth codes
+            for name, (weight, value) in head_terms(out, target, valid).items():
+                terms[name], weights[name] = value, weight
+        loss = sum(weights[name] * value for name, value in terms.items())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0],
@@ -325,6 +333,17 @@ class HotposeModule(pl.LightningModule):
         channels = int(getattr(backbone, "in_channels", 2))
         joints = int(getattr(backbone, "num_joints", 17))
         return torch.zeros(batch_size, frames, joints, channels, device=self.device)
+
+
+def _comparable(model: Any) -> Any:
+    """A model config without the groups that are at their default (``head`` = the regression head), so that
+    checkpoints written before a group existed still match."""
+    if not isinstance(model, dict) or "head" not in model:
+        return model
+    head = model["head"]
+    if head is None or (isinstance(head, dict) and head.get("_target_") is None):
+        return {k: v for k, v in model.items() if k != "head"}
+    return model
 
 
 def _diff(a: Any, b: Any, path: str = "") -> str:

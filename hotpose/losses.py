@@ -5,11 +5,18 @@ Every function takes ``pred`` and ``target`` of shape ``(b, f, j, 3)`` in metres
 out of the mean (a frame-to-frame term counts a pair only when both frames are real). The official
 HoT/MixSTE/MHFormer training code has no mask: it averages over every frame of the window, padding
 included. ``valid=None`` reproduces that.
+
+Threshold-Adaptive Loss Scaling (TALS, TokenHMR): the per-joint position errors of the MPJPE-type terms are
+multiplied by ``lam`` where they are below the joint's threshold (within the label or input noise) and left
+as they are above it: small errors are down-weighted, not ignored (:class:`TALS`, ``loss.tals``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -50,18 +57,77 @@ def _joint_weights(weights: Tensor | Sequence[float], like: Tensor) -> Tensor:
     return w
 
 
-def mpjpe(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
-    """Mean per-joint position error: mean Euclidean distance over b, f, j (real frames with ``valid``)."""
+def tals_scale(errors: Tensor, thresholds: Tensor, lam: float) -> Tensor:
+    """TALS on per-joint errors ``(..., j)``: ``errors · (1 if errors > thresholds[j] else lam)``.
+
+    The factor is a step function of the error, so it carries no gradient of its own.
+    """
+    if thresholds.shape != (errors.shape[-1],):
+        raise ValueError(f"TALS needs one threshold per joint ({errors.shape[-1]}), got {tuple(thresholds.shape)}")
+    strong = errors.detach() > thresholds.to(errors.device, errors.dtype)
+    return torch.where(strong, errors, lam * errors)
+
+
+class TALS(nn.Module):
+    """Threshold-Adaptive Loss Scaling of per-joint errors (``loss.tals``; configs/tals/).
+
+    Args:
+        enabled: False makes it the identity.
+        lam: factor of the errors below their threshold (TokenHMR: 0.05); 1 = no effect.
+        thresholds_mm: one threshold per joint (or one for all), millimetres.
+        thresholds_file: a JSON file with ``"thresholds_mm"`` (written by ``scripts/estimate_tals_thresholds.py``);
+            used when ``thresholds_mm`` is null.
+        num_joints: joints of the poses (17).
+    """
+
+    def __init__(self, enabled: bool = False, lam: float = 1.0, thresholds_mm: float | Sequence[float] | None = None,
+                 thresholds_file: str | None = None, num_joints: int = 17) -> None:
+        super().__init__()
+        self.enabled = bool(enabled)
+        self.lam = float(lam)
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"loss.tals.lam must be in [0, 1], got {lam}")
+        values: Any = thresholds_mm
+        if self.enabled and values is None:
+            if not thresholds_file:
+                raise ValueError("loss.tals is enabled but has neither thresholds_mm nor thresholds_file")
+            path = Path(thresholds_file)
+            if not path.is_file():
+                raise ValueError(f"loss.tals.thresholds_file {path} does not exist")
+            values = json.loads(path.read_text()).get("thresholds_mm")
+            if values is None:
+                raise ValueError(f"{path} has no 'thresholds_mm' entry")
+        t = torch.zeros(num_joints) if values is None else torch.as_tensor(values, dtype=torch.float32).flatten()
+        if t.numel() == 1:
+            t = t.expand(num_joints).clone()
+        if t.shape != (num_joints,) or bool((t < 0).any()) or not bool(torch.isfinite(t).all()):
+            raise ValueError(f"TALS thresholds must be {num_joints} finite values >= 0 (mm) or one, got "
+                             f"{t.tolist()}")
+        self.register_buffer("thresholds", t / 1000.0, persistent=False)  # metres, like the poses
+
+    def forward(self, errors: Tensor) -> Tensor:
+        """Per-joint errors ``(..., j)`` in metres → scaled errors (the input itself when disabled)."""
+        return tals_scale(errors, self.thresholds, self.lam) if self.enabled else errors
+
+
+def _joint_errors(pred: Tensor, target: Tensor, tals: TALS | None) -> Tensor:
+    errors = torch.linalg.vector_norm(pred - target, dim=-1)
+    return errors if tals is None else tals(errors)
+
+
+def mpjpe(pred: Tensor, target: Tensor, valid: Tensor | None = None, tals: TALS | None = None) -> Tensor:
+    """Mean per-joint position error: mean Euclidean distance over b, f, j (real frames with ``valid``);
+    with ``tals`` the per-joint errors are scaled first."""
     _check_poses(pred, target, valid)
-    return _masked_mean(torch.linalg.vector_norm(pred - target, dim=-1), valid)
+    return _masked_mean(_joint_errors(pred, target, tals), valid)
 
 
 def weighted_mpjpe(pred: Tensor, target: Tensor, valid: Tensor | None = None,
-                   weights: Tensor | Sequence[float] = JOINT_WEIGHTS) -> Tensor:
+                   weights: Tensor | Sequence[float] = JOINT_WEIGHTS, tals: TALS | None = None) -> Tensor:
     """``mean(w_j · ||pred - target||)`` over b, f, j (the weights are not normalised, as in MixSTE)."""
     _check_poses(pred, target, valid)
     w = _joint_weights(weights, pred)
-    return _masked_mean(torch.linalg.vector_norm(pred - target, dim=-1) * w, valid)
+    return _masked_mean(_joint_errors(pred, target, tals) * w, valid)
 
 
 def temporal_consistency(pred: Tensor, valid: Tensor | None = None,
@@ -78,12 +144,12 @@ def temporal_consistency(pred: Tensor, valid: Tensor | None = None,
     return _masked_mean(squared_step, _pair_mask(valid))
 
 
-def scaled_mpjpe(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+def scaled_mpjpe(pred: Tensor, target: Tensor, valid: Tensor | None = None, tals: TALS | None = None) -> Tensor:
     """MPJPE after scaling each predicted frame by ``<pred, target> / <pred, pred>`` (MotionBERT's loss)."""
     _check_poses(pred, target, valid)
     dot = (pred * target).sum(dim=(-2, -1), keepdim=True)
     scale = dot / (pred * pred).sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
-    return mpjpe(scale * pred, target, valid)
+    return mpjpe(scale * pred, target, valid, tals)
 
 
 def mean_velocity_error(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -101,14 +167,17 @@ class PoseLoss(nn.Module):
     ``loss/mixste.yaml``: ``weighted_mpjpe 1, temporal_consistency 0.5, velocity 2``;
     ``loss/mpjpe.yaml``: ``mpjpe 1`` (MHFormer); ``loss/motionbert.yaml``: ``mpjpe 1, velocity 20,
     scaled_mpjpe 0.5`` (MotionBERT / MotionAGFormer). ``mask_padding`` leaves padding frames out when a
-    ``valid`` mask is given; ``False`` averages over the whole window, as the official code does.
+    ``valid`` mask is given; ``False`` averages over the whole window, as the official code does. ``tals``
+    (:class:`TALS` arguments, ``configs/tals/``) scales the per-joint errors of the position terms (``mpjpe``,
+    ``weighted_mpjpe``, ``scaled_mpjpe``); the velocity and smoothness terms are left as they are.
     """
 
     def __init__(self, mpjpe: float = 0.0, weighted_mpjpe: float = 0.0, temporal_consistency: float = 0.0,
                  velocity: float = 0.0, scaled_mpjpe: float = 0.0,
                  joint_weights: Sequence[float] = JOINT_WEIGHTS,
-                 mask_padding: bool = True) -> None:
+                 mask_padding: bool = True, tals: Mapping[str, Any] | None = None) -> None:
         super().__init__()
+        self.tals = TALS(**dict(tals)) if tals else None
         self.mask_padding = bool(mask_padding)
         self.weights = {"mpjpe": float(mpjpe), "weighted_mpjpe": float(weighted_mpjpe),
                         "temporal_consistency": float(temporal_consistency), "velocity": float(velocity),
@@ -126,12 +195,13 @@ class PoseLoss(nn.Module):
         jw = self.joint_weights.to(pred.dtype)
         if not self.mask_padding:
             valid = None
+        tals = self.tals if self.tals is not None and self.tals.enabled else None
         fns = {
-            "mpjpe": lambda: mpjpe(pred, target, valid),
-            "weighted_mpjpe": lambda: weighted_mpjpe(pred, target, valid, jw),
+            "mpjpe": lambda: mpjpe(pred, target, valid, tals),
+            "weighted_mpjpe": lambda: weighted_mpjpe(pred, target, valid, jw, tals),
             "temporal_consistency": lambda: temporal_consistency(pred, valid, jw),
             "velocity": lambda: mean_velocity_error(pred, target, valid),
-            "scaled_mpjpe": lambda: scaled_mpjpe(pred, target, valid),
+            "scaled_mpjpe": lambda: scaled_mpjpe(pred, target, valid, tals),
         }
         return {name: fns[name]() for name, w in self.weights.items() if w}
 

@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import format_table
-from hotpose.lit import MODEL_KEYS, HotposeModule
+from hotpose.lit import MODEL_KEYS, OPTIONAL_MODEL_KEYS, HotposeModule
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,28 @@ def pipeline_name(cfg: DictConfig) -> str:
     return str(name)
 
 
-def build_module(cfg: DictConfig) -> HotposeModule:
+#: the ``task`` config group: what is trained (``task=pose``: the lifting model; ``task=tokenizer``: the VQ pose
+#: tokenizer that ``head=token`` decodes through)
+TASKS = ("pose", "tokenizer")
+
+
+def task_name(cfg: DictConfig) -> str:
+    """``pose`` (also when the config has no ``task`` group) or ``tokenizer``."""
+    task = cfg.get("task")
+    name = str(task.get("name", "pose")) if isinstance(task, DictConfig) else "pose"
+    if name not in TASKS:
+        raise ValueError(f"task.name must be one of {TASKS}, got {name!r}")
+    return name
+
+
+def build_module(cfg: DictConfig) -> pl.LightningModule:
+    if task_name(cfg) == "tokenizer":
+        from hotpose.tokenizer_lit import TokenizerModule
+
+        return TokenizerModule(tokenizer=cfg.tokenizer, loss=cfg.task.get("loss"), optimizer=cfg.optimizer,
+                               scheduler=cfg.get("scheduler"), save_path=cfg.task.get("save_path"))
     return HotposeModule(
-        model={k: cfg[k] for k in MODEL_KEYS},
+        model={k: cfg[k] for k in (*MODEL_KEYS, *OPTIONAL_MODEL_KEYS) if k in cfg},
         loss=cfg.loss,
         optimizer=cfg.optimizer,
         scheduler=cfg.get("scheduler"),

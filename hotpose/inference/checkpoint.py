@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 from hotpose.models.hourglass import Hourglass
 
@@ -78,10 +77,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def build_from_config(config: dict[str, Any]) -> Hourglass:
-    """The network of a saved model configuration (the four groups)."""
-    from hotpose.models import build_model
+    """The network of a saved model configuration (the four groups and an optional output head)."""
+    from hotpose.models.build import build_saved_model
 
-    return build_model(*(OmegaConf.create(config[k]) for k in MODEL_KEYS))
+    return build_saved_model(config)
 
 
 def load_model(path: str | Path) -> LoadedModel:

@@ -13,6 +13,7 @@ and every schedule: a pruning *stage* ``(layer, tokens)`` runs right before bloc
     t = backbone.norm(t)
     t = recoverer(t, frame_index, F)                        (b, F, n, c), or the kept frames for none
     pose = backbone.head(t)                                 (b, f_out, 17, 3)
+           (or an output head given to the hourglass, e.g. the pose-token head, in place of backbone.head)
 
 Input channel rule: a backbone that expects 3 channels (x, y, confidence) fed with 2-channel keypoints
 gets a constant confidence channel of ones appended here, not inside the backbone.
@@ -35,11 +36,13 @@ CONFIDENCE_CHANNELS = 3  # x, y, confidence
 class HourglassOutput(NamedTuple):
     """``pose (b, f_out, 17, 3)``; ``frame_index (b, f_out)`` int64: the input frame of each output frame
     (``arange(F)`` after recovery, the kept frames without); ``kept``: one ``(b, k_s)`` per stage, indexing
-    the frames that *entered* that stage (pass it back as ``forward(x, kept=...)`` to reuse a selection)."""
+    the frames that *entered* that stage (pass it back as ``forward(x, kept=...)`` to reuse a selection);
+    ``logits (b, f_out, m, k)``: codebook logits of a token output head, None for a regression head."""
 
     pose: Tensor
     frame_index: Tensor
     kept: list[Tensor]
+    logits: Tensor | None = None
 
 
 def block_schedule(frames: int, num_blocks: int, stages: Sequence[tuple[int, int]]) -> list[int]:
@@ -81,11 +84,16 @@ class Hourglass(nn.Module):
         recoverer: factory ``recoverer(dim=c, frames=F)``, or None to output the kept frames. It is applied
             even without pruning stages (then it maps all F tokens to F frames).
         keep_center: every stage keeps the centre frame ``(F - 1) // 2`` (seq2frame).
+        head: factory of an output head used instead of ``backbone.head``, called as ``head(dim=c, joints=17)``;
+            the module maps ``(b, f, n, c)`` tokens to a pose ``(b, f, 17, 3)`` or to ``(pose, logits)``, and
+            may offer ``loss_terms(logits, target, valid) -> {name: (weight, value)}`` (see :meth:`head_terms`).
+            None: the backbone's own regression head.
     """
 
     def __init__(self, backbone: Callable[..., Backbone], policy: Pruner | None = None,
                  stages: Sequence[tuple[int, int]] = (), token_embedding: bool = False,
-                 recoverer: Callable[..., nn.Module] | None = None, keep_center: bool = False) -> None:
+                 recoverer: Callable[..., nn.Module] | None = None, keep_center: bool = False,
+                 head: Callable[..., nn.Module] | None = None) -> None:
         super().__init__()
         if isinstance(backbone, nn.Module):
             raise ValueError("Hourglass: pass a backbone factory (e.g. functools.partial(SomeBackbone, ...)),"
@@ -116,6 +124,8 @@ class Hourglass(nn.Module):
             if token_embedding and stages else None
         )
         self.recoverer = recoverer(dim=dim, frames=self.frames) if recoverer is not None else None
+        # built last, so that a model without an output head initialises exactly as before
+        self.output_head = head(dim=dim, joints=self.num_joints) if head is not None else None
 
     def _prepare_input(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.frames or x.shape[2] != self.num_joints:
@@ -183,7 +193,23 @@ class Hourglass(nn.Module):
             elif t.shape[1] != frame_index.shape[1]:
                 raise ValueError(f"Hourglass: recoverer returned {t.shape[1]} frames, expected {self.frames} "
                                  f"or the {frame_index.shape[1]} kept")
-        return HourglassOutput(self.backbone.head(t), frame_index.contiguous(), selections)
+        pose, logits = self._head(t)
+        return HourglassOutput(pose, frame_index.contiguous(), selections, logits)
+
+    def _head(self, t: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.output_head is None:
+            return self.backbone.head(t), None
+        out = self.output_head(t)
+        return (out, None) if isinstance(out, Tensor) else (out[0], out[1])
+
+    def head_terms(self, out: HourglassOutput, target: Tensor, valid: Tensor | None = None
+                   ) -> dict[str, tuple[float, Tensor]]:
+        """Extra training terms ``{name: (weight, value)}`` of the output head (e.g. the token head's
+        cross-entropy on ground-truth codes) for ``target (b, f_out, 17, 3)`` at the output frames; {} if none."""
+        terms = getattr(self.output_head, "loss_terms", None)
+        if terms is None or out.logits is None:
+            return {}
+        return terms(out.logits, target, valid)
 
     def _center_position(self, frame_index: Tensor, first: bool) -> int | Tensor | None:
         """Where the centre frame sits in the current (possibly pruned) sequence; None without keep_center."""
