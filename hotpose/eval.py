@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import MetricsFile, format_table
+from hotpose.data.sources import DataError
 from hotpose.lit import MODEL_KEYS, HotposeModule
 from hotpose.metrics import NAMES
 from hotpose.train import instantiate_group
@@ -76,7 +77,10 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    results = evaluate(cfg)
+    try:
+        results = evaluate(cfg)
+    except DataError as error:  # the user's data, not a bug: the message says it all
+        raise SystemExit(f"error: {error}") from None
     first = next(iter(results.values()), {})
     return first.get("overall", {}).get("mpjpe_mm")
 

@@ -164,3 +164,18 @@ def test_ddp_spawn_processes_match_single_process(tmp_path: Path, devices: int) 
     assert written["p_mpjpe_mm"] == pytest.approx(single["test_p_mpjpe_mm"], rel=1e-6)
     # the distributed sampler repeats windows to even out the ranks; each is still counted once
     assert written["windows"] == single["results"]["test/exact"]["windows"]
+
+
+def test_missing_dataset_fails_with_one_clear_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "hotpose.train", "experiment=smoke", "data=h36m", f"data.root={tmp_path}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=root, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"error: {tmp_path / 'data_3d_h36m.npz'}: file not found" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -20,6 +20,7 @@ Left and right are the subject's own sides in all three layouts, so no joint is 
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,7 +284,15 @@ def load_keypoints(path: str | Path, layout: str | None = None, width: int | Non
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"keypoint file {str(path)!r} does not exist")
-    fields = _read_file(path)
+    try:
+        fields = _read_file(path)
+    except ValueError as error:
+        if str(path) in str(error):
+            raise
+        # numpy / json parse errors: truncated or foreign files, pickled object arrays
+        raise ValueError(f"{path}: cannot be read as a keypoint file ({error})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: cannot be read as a keypoint file ({error})") from None
     try:
         array = np.asarray(fields["keypoints"], dtype=np.float64)
     except (TypeError, ValueError):

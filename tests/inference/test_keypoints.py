@@ -197,3 +197,22 @@ def test_bad_paths_and_keys(tmp_path) -> None:
     (tmp_path / "k.csv").write_text("1,2")
     with pytest.raises(ValueError, match="unsupported"):
         load_keypoints(tmp_path / "k.csv")
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("truncated.npz", None),                 # the first bytes of a real npz
+    ("pickled.npz", "object"),               # a VideoPose3D-style dict stored as an object array
+    ("broken.json", b"[[1, 2"),
+    ("empty.npy", b""),
+])
+def test_unreadable_keypoint_files_name_the_file(tmp_path, name, content) -> None:
+    path = tmp_path / name
+    if content is None:
+        np.savez(tmp_path / "full.npz", keypoints=np.zeros((50, 17, 2)))
+        path.write_bytes((tmp_path / "full.npz").read_bytes()[:100])
+    elif content == "object":
+        np.savez(path, positions_2d=np.array({"S1": {}}, dtype=object))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"{name}: cannot be read as a keypoint file"):
+        load_keypoints(path, layout="h36m", width=100, height=100)
