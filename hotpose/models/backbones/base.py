@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -79,7 +80,13 @@ class Backbone(nn.Module):
         The default is the mean over the token group (HoT's joint pooling); MHFormer overrides it
         with the concatenation of its hypotheses, as the official TPC does.
         """
-        return x.mean(dim=2)
+        # The mean is taken as the official code takes it (average pooling of contiguous (b, f*c, n)
+        # rows): another summation order moves the features by ~1e-7, enough to flip the frames that
+        # TPC's official 1e-6 tie noise decides. A backbone whose official layout reduces in another
+        # order overrides this (MixSTE).
+        b, f, n, c = x.shape
+        pooled = F.adaptive_avg_pool1d(x.permute(0, 1, 3, 2).reshape(b, f * c, n), 1)
+        return pooled.reshape(b, f, c)
 
     def head(self, x: Tensor) -> Tensor:
         """``(b, f, n, c)`` tokens → ``(b, f, 17, 3)`` root-relative 3D joints (metres)."""

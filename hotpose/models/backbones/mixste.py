@@ -115,6 +115,11 @@ class MixSTE(Backbone):
             x = self.pos_drop(x + self.temporal_pos_embed[:, :, None, :])
         return self.temporal_norm(over_time(self.temporal_blocks[i], x))
 
+    def frame_features(self, x: Tensor) -> Tensor:
+        """Joint mean per frame, summed in joint order per channel: the official MixSTE pools a strided
+        ``(b n) f c`` layout, which reduces in exactly this order (the default pools contiguous rows)."""
+        return x.mean(dim=2)
+
     def head(self, x: Tensor) -> Tensor:
         """``(b, f, j, dim)`` → ``(b, f, j, 3)``."""
         return self.head_proj(self.head_norm(x))
