@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 
@@ -80,12 +81,12 @@ class Backbone(nn.Module):
         The default is the mean over the token group (HoT's joint pooling); MHFormer overrides it
         with the concatenation of its hypotheses, as the official TPC does.
         """
-        # The mean is taken as the official code takes it (average pooling of contiguous (b, f*c, n)
-        # rows): another summation order moves the features by ~1e-7, enough to flip the frames that
-        # TPC's official 1e-6 tie noise decides. A backbone whose official layout reduces in another
-        # order overrides this (MixSTE).
+        # The mean is taken as the official code takes it (average pooling over a (b, f*c, n) view):
+        # another summation order moves the features by ~1e-7, enough to flip the frames that
+        # TPC's official 1e-6 tie noise decides. The memory layout of x matters too: a backbone whose
+        # official tokens are laid out otherwise at this point passes that layout (MixSTE).
         b, f, n, c = x.shape
-        pooled = F.adaptive_avg_pool1d(x.permute(0, 1, 3, 2).reshape(b, f * c, n), 1)
+        pooled = F.adaptive_avg_pool1d(rearrange(x, "b f n c -> b (f c) n"), 1)
         return pooled.reshape(b, f, c)
 
     def head(self, x: Tensor) -> Tensor:

@@ -116,9 +116,9 @@ class MixSTE(Backbone):
         return self.temporal_norm(over_time(self.temporal_blocks[i], x))
 
     def frame_features(self, x: Tensor) -> Tensor:
-        """Joint mean per frame, summed in joint order per channel: the official MixSTE pools a strided
-        ``(b n) f c`` layout, which reduces in exactly this order (the default pools contiguous rows)."""
-        return x.mean(dim=2)
+        """The default joint pooling, on the memory layout the official MixSTE pools (its tokens come
+        from a ``(b n) f c`` tensor): the layout decides the summation order, and so the last bits."""
+        return super().frame_features(x.transpose(1, 2).contiguous().transpose(1, 2))
 
     def head(self, x: Tensor) -> Tensor:
         """``(b, f, j, dim)`` → ``(b, f, j, 3)``."""
