@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,13 @@ OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIGS / g).glob("*.yam
 NEEDS_DATA_ROOT = {"data": "h36m"}
 
 
+# compose-only: nothing is written there
+OUTPUT_DIR = Path(tempfile.gettempdir()) / "hotpose-config-test"
+
 def _compose(overrides: list[str], config: str = "train"):
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
-        return compose(config, overrides=["paths.output_dir=/tmp/hotpose-config-test", *overrides])
+        return compose(config, overrides=[f"paths.output_dir={OUTPUT_DIR}", *overrides])
 
 
 @pytest.fixture(autouse=True)

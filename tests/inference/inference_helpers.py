@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,15 @@ from hotpose.inference.checkpoint import MODEL_KEYS, build_from_config  # noqa: 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
+# compose-only: nothing is written there
+OUTPUT_DIR = Path(tempfile.gettempdir()) / "hotpose-infer-test"
+
 def model_config(*overrides: str) -> dict:
     """The four model groups of ``train`` composed with ``overrides``, resolved to plain dicts."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
-            cfg = compose("train", overrides=["paths.output_dir=/tmp/hotpose-infer-test", *overrides])
+            cfg = compose("train", overrides=[f"paths.output_dir={OUTPUT_DIR}", *overrides])
     finally:
         GlobalHydra.instance().clear()
     return {k: OmegaConf.to_container(cfg[k], resolve=True) for k in MODEL_KEYS}
