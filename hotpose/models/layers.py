@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -153,10 +152,6 @@ class TransformerBlock(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Every parameter element, bare ``nn.Parameter`` embeddings included (the paper's count)."""
     return sum(p.numel() for p in module.parameters())
-
-
-def zeros_parameter(*shape: int) -> nn.Parameter:
-    return nn.Parameter(torch.zeros(*shape))
 
 
 def over_time(module: nn.Module, x: Tensor) -> Tensor:
