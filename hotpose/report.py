@@ -211,26 +211,21 @@ def write_tables(rows: Sequence[Row], runs: Sequence[Run], out: Path) -> tuple[P
     return md, csv_path
 
 
-def plot_efficiency(rows: Sequence[Row], path: Path) -> Path:
-    """P1 against GFLOPs (the paper's efficiency figure), the Pareto front joined by a line."""
+def _axes() -> tuple[Any, Any]:
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    pts = [(row.first("gflops"), row.stat("P1 (mm)"), row.label) for row in rows]
-    pts = [(g, m, s, label) for g, (m, s), label in pts if g is not None and not math.isnan(m)]
-    fig, ax = plt.subplots(figsize=(7, 5))
-    if pts:
-        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="o", capsize=3)
-        for i, (g, m, _, label) in enumerate(pts):  # staggered so that near-equal points stay readable
-            ax.annotate(label, (g, m), fontsize=7, xytext=(4, 4 - 10 * (i % 3)), textcoords="offset points")
-        front = pareto_front([(p[0], p[1]) for p in pts])
-        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "r--", label="Pareto front")
-        ax.legend()
-    ax.set_xlabel("GFLOPs per clip (paper convention)")
+    return plt.subplots(figsize=(7, 5))
+
+
+def _save(fig: Any, ax: Any, path: Path, xlabel: str, title: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("P1 / MPJPE (mm)")
-    ax.set_title("Accuracy vs cost")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -238,20 +233,30 @@ def plot_efficiency(rows: Sequence[Row], path: Path) -> Path:
     return path
 
 
+def plot_efficiency(rows: Sequence[Row], path: Path) -> Path:
+    """P1 against GFLOPs (the paper's efficiency figure), the Pareto front joined by a line."""
+    pts = [(row.first("gflops"), row.stat("P1 (mm)"), row.label) for row in rows]
+    pts = [(g, m, s, label) for g, (m, s), label in pts if g is not None and not math.isnan(m)]
+    fig, ax = _axes()
+    if pts:
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="o", capsize=3)
+        for i, (g, m, _, label) in enumerate(pts):  # staggered so that near-equal points stay readable
+            ax.annotate(label, (g, m), fontsize=7, xytext=(4, 4 - 10 * (i % 3)), textcoords="offset points")
+        front = pareto_front([(p[0], p[1]) for p in pts])
+        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "r--", label="Pareto front")
+        ax.legend()
+    return _save(fig, ax, path, "GFLOPs per clip (paper convention)", "Accuracy vs cost")
+
+
 def plot_tokens(rows: Sequence[Row], path: Path) -> Path:
     """P1 against the number of kept tokens, one line per pruning layer index."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     by_layer: dict[int, list[tuple[int, float, float]]] = {}
     for row in rows:
         tokens, layer = row.first("tokens"), row.first("layer")
         mean, std = row.stat("P1 (mm)")
         if tokens is not None and layer is not None and not math.isnan(mean):
             by_layer.setdefault(layer, []).append((tokens, mean, std))
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = _axes()
     for layer, values in sorted(by_layer.items()):
         values.sort()
         ax.errorbar([v[0] for v in values], [v[1] for v in values], yerr=[v[2] for v in values],
@@ -260,14 +265,7 @@ def plot_tokens(rows: Sequence[Row], path: Path) -> Path:
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no pruned runs in this sweep", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("kept tokens")
-    ax.set_ylabel("P1 / MPJPE (mm)")
-    ax.set_title("Accuracy vs kept tokens, per pruning layer")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, "kept tokens", "Accuracy vs kept tokens, per pruning layer")
 
 
 def build_report(folders: Sequence[Path], out: Path | None = None, mode: str = "exact") -> dict[str, Any]:
