@@ -282,6 +282,11 @@ class MetricsFile(pl.Callback):
 def _summary(result: dict[str, float]) -> dict[str, Any]:
     from hotpose.metrics import per_action_table
 
+    if any(k.startswith("sequence/") for k in result):  # a benchmark metric (MPI-INF-3DHP PCK/AUC)
+        from hotpose.metrics_3dhp import benchmark_summary
+
+        return benchmark_summary(result)
+
     overall = {k: v for k, v in result.items() if not k.startswith("action/")}
     return {"overall": overall, "per_action": {a: r for a, r in per_action_table(result).items()
                                                if a != "Average"}}
@@ -292,7 +297,7 @@ def format_table(results: dict[str, dict[str, Any]]) -> Any:
     ``test`` entry): one row per action, a P1/P2 column pair per protocol, in mm."""
     from rich.table import Table
 
-    modes = list(results)
+    modes = [m for m in results if "per_action" in results[m]]  # benchmark entries have their own table
     table = Table(title="per-action errors (mm)")
     table.add_column("action")
     for mode in modes:

@@ -169,6 +169,11 @@ class HotposeModule(pl.LightningModule):
             splits = ("val", "test") if stage in ("fit", "validate") else ("test",)
             actions = sorted({r.action_group for s in splits for r in dm.sequences(s)})
         self._build_metrics(actions)
+        # a benchmark with metrics of its own (MPI-INF-3DHP: PCK/AUC) provides them through its data module
+        factory = getattr(dm, "benchmark_metric", None)
+        if callable(factory):
+            for split in ("val", "test"):
+                self.metrics[f"{split}_benchmark"] = factory()
         if self.hparams.compile and self._forward is self.net:
             object.__setattr__(self, "_forward", torch.compile(self.net))
 
@@ -274,6 +279,10 @@ class HotposeModule(pl.LightningModule):
         for mode in self.eval_modes:
             self.metrics[f"{stage}_{mode}"].update(scored["pred"], scored["target"], scored["valid"],
                                                    list(batch["action"]), key)
+        if f"{stage}_benchmark" in self.metrics:
+            frames = gather_frames(batch["frame_index"][..., None], scored["position"])[..., 0]
+            self.metrics[f"{stage}_benchmark"].update(scored["pred"], scored["target"], scored["valid"],
+                                                      list(batch["sequence"]), frames)
         return {**scored, "input_2d": gather_frames(batch["input_2d"], scored["position"])}
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
@@ -297,6 +306,19 @@ class HotposeModule(pl.LightningModule):
                 for name in ("mpjpe_mm", "p_mpjpe_mm", "n_mpjpe_mm", "mpjve_mm"):
                     if name in result:
                         self.log(f"{stage}/{name}", result[name], prog_bar=name == "mpjpe_mm", sync_dist=True)
+        if f"{stage}_benchmark" in self.metrics:
+            self._benchmark_epoch_end(stage)
+
+    def _benchmark_epoch_end(self, stage: str) -> None:
+        """Compute and log the data module's benchmark metric (its per-sequence values go to metrics.json)."""
+        metric = self.metrics[f"{stage}_benchmark"]
+        name = getattr(metric, "benchmark", "benchmark")
+        result = {k: float(v) for k, v in metric.compute().items()}
+        metric.reset()
+        self.results[f"{stage}/{name}"] = result
+        for k, v in result.items():
+            if "/" not in k and math.isfinite(v):
+                self.log(f"{stage}/{name}/{k}", v, sync_dist=True)
 
     def _log_action_table(self, key: str, result: dict[str, float]) -> None:
         """Per-action rows to every logger that takes tables (wandb); rank 0 only."""

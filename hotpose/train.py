@@ -179,10 +179,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if metrics_file.is_file():
             from rich.console import Console
 
-            Console().print(format_table(json.loads(metrics_file.read_text())["test"]))
+            test = json.loads(metrics_file.read_text())["test"]
+            Console().print(format_table(test))
+            if "mpi_inf_3dhp" in test:
+                from hotpose.metrics_3dhp import format_benchmark_table
+
+                Console().print(format_benchmark_table(test["mpi_inf_3dhp"]))
         print(f"test ({primary}): P1 {summary['test_mpjpe_mm']:.2f} mm, "
               f"P2 {summary['test_p_mpjpe_mm']:.2f} mm; "
               f"run folder {cfg.paths.output_dir}")
+        if "test/mpi_inf_3dhp/pck150_mpii14" in logged:
+            print(f"MPI-INF-3DHP (official 14 joints): PCK {logged['test/mpi_inf_3dhp/pck150_mpii14']:.2f} %, "
+                  f"AUC {logged['test/mpi_inf_3dhp/auc_mpii14']:.2f} %, "
+                  f"MPJPE {logged['test/mpi_inf_3dhp/mpjpe_mm']:.2f} mm")
     return summary
 
 
