@@ -159,4 +159,5 @@ def test_bad_input_is_refused() -> None:
                       ["TS1"], torch.zeros(1, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="needs the list"):
         MPIINF3DHPMetric([])
-    assert float(MPIINF3DHPMetric(SEQUENCES).compute()["frames"]) == 0
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert float(MPIINF3DHPMetric(SEQUENCES).compute()["frames"]) == 0
