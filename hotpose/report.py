@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 #: (column, key in metrics.json's ``test.<mode>.overall``)
 METRICS: tuple[tuple[str, str], ...] = (("P1 (mm)", "mpjpe_mm"), ("P2 (mm)", "p_mpjpe_mm"),
                                         ("MPJVE (mm)", "mpjve_mm"))
+#: (column, key in metrics.json's ``test.mpi_inf_3dhp.overall``): MPI-INF-3DHP runs add these columns
+BENCHMARK_METRICS: tuple[tuple[str, str], ...] = (
+    ("3DHP PCK@150 14j (%)", "pck150_mpii14"), ("3DHP AUC 14j (%)", "auc_mpii14"),
+    ("3DHP PCK@150 17j (%)", "pck150_all17"), ("3DHP AUC 17j (%)", "auc_all17"))
 SEED_KEYS = ("seed",)
 
 
@@ -47,6 +51,8 @@ class Run:
     fps: float | None = None
     tokens: int | None = None
     layer: int | None = None
+    #: MPI-INF-3DHP per sequence and scene: ``{"TS1": {"pck150_mpii14": ...}, "GS": {...}}``
+    benchmark_parts: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def setting(self) -> tuple[str, ...]:
@@ -109,6 +115,10 @@ def read_run(path: Path, mode: str = "exact") -> Run:
         return run
     run.status = "ok"
     run.metrics = {column: float(overall[key]) for column, key in METRICS if key in overall}
+    benchmark = data.get("test", {}).get("mpi_inf_3dhp", {}).get("overall", {})
+    run.metrics.update({column: float(benchmark[key]) for column, key in BENCHMARK_METRICS if key in benchmark})
+    parts = data.get("test", {}).get("mpi_inf_3dhp", {})
+    run.benchmark_parts = {**parts.get("per_sequence", {}), **parts.get("per_scene", {})}
     stats = data.get("stats", {})
     run.params = stats.get("params")
     run.gflops = stats.get("paper_gflops")
@@ -173,20 +183,21 @@ def _fmt(mean: float, std: float, n: int) -> str:
 
 
 def write_tables(rows: Sequence[Row], runs: Sequence[Run], out: Path) -> tuple[Path, Path]:
-    columns = ["configuration", "params (M)", "GFLOPs", "frames/s", *[c for c, _ in METRICS], "seeds", "failed"]
+    metrics = METRICS + tuple(m for m in BENCHMARK_METRICS if any(m[0] in r.metrics for r in runs))
+    columns = ["configuration", "params (M)", "GFLOPs", "frames/s", *[c for c, _ in metrics], "seeds", "failed"]
     table: list[list[str]] = []
     csv_rows: list[dict[str, Any]] = []
     for row in rows:
         n = len(row.done)
         params, gflops, fps = row.first("params"), row.first("gflops"), row.first("fps")
-        stats = {c: row.stat(c) for c, _ in METRICS}
+        stats = {c: row.stat(c) for c, _ in metrics}
         failed = sum(r.status == "failed" for r in row.runs)
         table.append([row.label, f"{params / 1e6:.2f}" if params else "–", f"{gflops:.2f}" if gflops else "–",
-                      f"{fps:.0f}" if fps else "–", *[_fmt(*stats[c], n) for c, _ in METRICS], str(n), str(failed)])
+                      f"{fps:.0f}" if fps else "–", *[_fmt(*stats[c], n) for c, _ in metrics], str(n), str(failed)])
         record: dict[str, Any] = {"configuration": row.label, "params": params, "gflops": gflops, "fps": fps,
                                   "seeds": n, "failed": failed, "tokens": row.first("tokens"),
                                   "layer": row.first("layer")}
-        for column, key in METRICS:
+        for column, key in metrics:
             record[f"{key}_mean"], record[f"{key}_std"] = stats[column]
         csv_rows.append(record)
 
@@ -194,8 +205,12 @@ def write_tables(rows: Sequence[Row], runs: Sequence[Run], out: Path) -> tuple[P
     if rows and rows[0].shared:
         lines += [f"Common to every row: `{' '.join(rows[0].shared)}`.", ""]
     lines += ["P1/P2/MPJVE: test set, mean ± std over seeds. GFLOPs: per clip, the paper's convention.", ""]
+    if len(metrics) > len(METRICS):
+        lines += ["3DHP: MPI-INF-3DHP valid test frames; 14j = the official evaluation's 14 joints, "
+                  "17j = all 17 joints (docs/datasets.md).", ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table]
+    lines += _benchmark_parts_table(rows)
     problems = [r for r in runs if r.status != "ok"]
     if problems:
         lines += ["", "## Jobs without results", ""]
@@ -209,6 +224,25 @@ def write_tables(rows: Sequence[Row], runs: Sequence[Run], out: Path) -> tuple[P
         writer.writeheader()
         writer.writerows(csv_rows)
     return md, csv_path
+
+
+def _benchmark_parts_table(rows: Sequence[Row]) -> list[str]:
+    """Markdown lines: MPI-INF-3DHP PCK / AUC (official 14 joints) per sequence and scene, one row per
+    configuration, mean over seeds; nothing when no run has them."""
+    names = list(dict.fromkeys(name for row in rows for r in row.done for name in r.benchmark_parts))
+    if not names:
+        return []
+    lines = ["", "## MPI-INF-3DHP per sequence and scene", "",
+             "PCK@150 / AUC in %, the official evaluation's 14 joints, valid frames, mean over seeds.", "",
+             "| configuration | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for row in rows:
+        cells = []
+        for name in names:
+            values = [[r.benchmark_parts[name].get(k, math.nan) for r in row.done if name in r.benchmark_parts]
+                      for k in ("pck150_mpii14", "auc_mpii14")]
+            cells.append(" / ".join(f"{_mean_std(v)[0]:.1f}" if v else "–" for v in values))
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _axes() -> tuple[Any, Any]:

@@ -128,3 +128,27 @@ def test_sweep_files_compose_as_multirun(sweep: str) -> None:
         GlobalHydra.instance().clear()
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert cfg.hydra.sweeper.params and "seed" in cfg.hydra.sweeper.params
+
+
+def test_mpi_inf_3dhp_runs_get_pck_auc_columns_and_a_per_sequence_table(tmp_path: Path) -> None:
+    for i, (pck, seed) in enumerate([(90.0, 1), (92.0, 2)]):
+        job = _job(tmp_path / str(i), ["data=mpi_inf_3dhp", f"seed={seed}"], p1=60.0)
+        metrics = json.loads((job / "metrics.json").read_text())
+        metrics["test"]["mpi_inf_3dhp"] = {
+            "overall": {"pck150_mpii14": pck, "auc_mpii14": pck - 30, "pck150_all17": pck + 1,
+                        "auc_all17": pck - 29, "mpjpe_mm": 60.0, "frames": 2929.0},
+            "per_sequence": {"TS1": {"pck150_mpii14": pck - 2, "auc_mpii14": pck - 35}},
+            "per_scene": {"GS": {"pck150_mpii14": pck - 1, "auc_mpii14": pck - 33}}}
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    result = build_report([tmp_path])
+    (row,) = result["rows"]
+    assert row.stat("3DHP PCK@150 14j (%)") == pytest.approx((91.0, 1.4142135), rel=1e-6)
+    assert row.stat("3DHP AUC 17j (%)")[0] == pytest.approx(62.0)
+    md = result["markdown"].read_text()
+    assert "| 3DHP PCK@150 14j (%) | 3DHP AUC 14j (%) | 3DHP PCK@150 17j (%) | 3DHP AUC 17j (%) |" in md
+    assert "## MPI-INF-3DHP per sequence and scene" in md
+    assert "| TS1 | GS |" in md and "| 89.0 / 56.0 | 90.0 / 58.0 |" in md
+    assert "pck150_mpii14_mean" in result["csv"].read_text()
+    # Human3.6M-only sweeps keep their columns
+    other = build_report([_job(tmp_path / "h36m" / "0", ["data=h36m"], p1=40.0).parent])
+    assert "3DHP" not in other["markdown"].read_text()
