@@ -69,6 +69,10 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     from rich.console import Console
 
     Console().print(format_table(results))
+    if "mpi_inf_3dhp" in results:
+        from hotpose.metrics_3dhp import format_benchmark_table
+
+        Console().print(format_benchmark_table(results["mpi_inf_3dhp"]))
     for mode, r in results.items():
         summary = ", ".join(f"{n} {r['overall'][f'{n}_mm']:.2f}" for n in NAMES if f"{n}_mm" in r["overall"])
         print(f"{mode}: {summary} (mm); ckpt {cfg.ckpt}; written to {out}")

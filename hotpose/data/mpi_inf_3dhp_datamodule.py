@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hotpose.data.datamodule import SPLITS, PoseDataModule, SplitArrays, WindowDataset, _subset_and_downsample
+from hotpose.data.datamodule import PoseDataModule, SplitArrays, WindowDataset, _subset_and_downsample
 from hotpose.data.mpi_inf_3dhp import (
     SCENES,
     TEST_FILE,
@@ -102,14 +102,22 @@ class MPIINF3DHPDataModule(PoseDataModule):
         self._scored: dict[str, np.ndarray] = {}
 
     def setup(self, stage: str | None = None) -> None:
-        """Read both files once; build every split's arrays, scored-frame flags and window tables."""
-        if self._splits:
-            return
-        train = load_train_sequences(self.root / TRAIN_FILE, self.subjects["train"], self.train_cameras)
-        if self.subset < 1.0 or self.downsample > 1:
-            train = [_subset_and_downsample(r, self.subset, self.downsample) for r in train]
-        self._splits["train"] = SplitArrays.build(train)
-        self._scored["train"] = np.ones(len(self._splits["train"].pose_3d), dtype=bool)
+        """Read the files once; build the splits' arrays, scored-frame flags and window tables.
+
+        Testing alone (``stage="test"``, e.g. ``hotpose.eval``) reads only the test file.
+        """
+        if "test" not in self._splits:
+            self._setup_evaluation()
+        if stage in (None, "fit", "train") and "train" not in self._splits:
+            train = load_train_sequences(self.root / TRAIN_FILE, self.subjects["train"], self.train_cameras)
+            if self.subset < 1.0 or self.downsample > 1:
+                train = [_subset_and_downsample(r, self.subset, self.downsample) for r in train]
+            self._splits["train"] = SplitArrays.build(train)
+            self._scored["train"] = np.ones(len(self._splits["train"].pose_3d), dtype=bool)
+            self._datasets["train"] = ScoredWindowDataset(self._splits["train"], self.window_table("train"),
+                                                          self.frames, self._scored["train"])
+
+    def _setup_evaluation(self) -> None:
         wanted = list(dict.fromkeys([*self.subjects["val"], *self.subjects["test"]]))
         loaded = {t.record.subject: t for t in load_test_sequences(self.root / TEST_FILE, wanted, self.image_sizes)}
         for split in ("val", "test"):
@@ -119,9 +127,14 @@ class MPIINF3DHPDataModule(PoseDataModule):
                 continue
             self._splits[split] = SplitArrays.build([loaded[n].record for n in names])
             self._scored[split] = np.concatenate([loaded[n].valid for n in names])
-        for split in SPLITS:
+        for split in ("val", "test"):
             self._datasets[split] = ScoredWindowDataset(self._splits[split], self.window_table(split),
                                                         self.frames, self._scored[split])
+
+    def _split(self, split: str) -> SplitArrays:
+        if split == "train" and self._splits and "train" not in self._splits:
+            raise RuntimeError("the training split is read by setup('fit'); this module was set up for testing")
+        return super()._split(split)
 
     def window_table(self, split: str) -> np.ndarray:
         """The base table without the windows that have no frame to score."""
