@@ -170,3 +170,14 @@ def test_missing_unknown_and_unreadable_files(tmp_path: Path) -> None:
     (tmp_path / TEST_FILE).write_bytes(b"not a zip")
     with pytest.raises(DataError, match="cannot be read as an npz file"):
         load_test_sequences(tmp_path / TEST_FILE)
+
+
+def test_testing_alone_reads_only_the_test_file(root: Path) -> None:
+    (root / TRAIN_FILE).unlink()
+    dm = MPIINF3DHPDataModule(root, frames=9, pipeline="seq2frame")
+    dm.setup("test")
+    assert len(dm.dataset_for("test")) == dm.num_scored_frames("test")  # one window per valid frame
+    with pytest.raises(RuntimeError, match=r"training split is read by setup\('fit'\)"):
+        dm.dataset_for("train")
+    with pytest.raises(DataError, match="data_train_3dhp.npz: file not found"):
+        dm.setup("fit")

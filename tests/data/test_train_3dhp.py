@@ -28,12 +28,19 @@ def _train(data_root: Path, run_dir: Path, *extra: str) -> subprocess.CompletedP
         cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True, timeout=600)
 
 
-def test_train_and_test_on_3dhp_write_pck_auc_per_sequence_and_scene(tmp_path: Path) -> None:
-    data = write_3dhp(tmp_path / "data")
-    proc = _train(data, tmp_path / "run")
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """``(data folder, run folder, process)`` of one tiny training run, shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("train_3dhp")
+    data = write_3dhp(tmp / "data")
+    return data, tmp / "run", _train(data, tmp / "run")
+
+
+def test_train_and_test_on_3dhp_write_pck_auc_per_sequence_and_scene(trained) -> None:
+    _, run, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MPI-INF-3DHP (official 14 joints): PCK" in proc.stdout
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    metrics = json.loads((run / "metrics.json").read_text())["test"]
     bench, exact = metrics["mpi_inf_3dhp"], metrics["exact"]
     valid = {name: int(seq["valid"].sum()) for name, seq in make_test_data().items()}
     assert bench["overall"]["frames"] == sum(valid.values())  # every valid frame once, no invalid one
@@ -58,3 +65,23 @@ def test_bad_valid_flags_stop_training_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert f"error: {data / 'data_test_3dhp.npz'}: data['TS3']['valid'] has 37 flags" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_ddp_spawn_evaluation_counts_repeated_windows_once(trained, tmp_path: Path) -> None:
+    """TS1 and TS3 give 9 test windows: 2 gloo ranks get 5 each, the sampler repeats one; it counts once."""
+    data, run, proc = trained
+    assert proc.returncode == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    single = metrics["test"]["mpi_inf_3dhp"]["per_sequence"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "hotpose.eval", f"ckpt={metrics['best_checkpoint']}", "data=mpi_inf_3dhp",
+         f"data.root={data}", "data.test_sequences=[TS1,TS3]", "eval_mode=exact", "trainer=ddp_spawn",
+         "trainer.devices=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = json.loads((tmp_path / "eval.json").read_text())["test"]["mpi_inf_3dhp"]
+    assert set(ddp["per_sequence"]) == {"TS1", "TS3"}
+    assert ddp["overall"]["frames"] == single["TS1"]["frames"] + single["TS3"]["frames"]
+    for name in ("TS1", "TS3"):  # equal up to float32 differences of the network between batch compositions
+        assert ddp["per_sequence"][name] == pytest.approx(single[name], rel=1e-6)
