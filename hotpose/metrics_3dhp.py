@@ -14,7 +14,7 @@ Two joint sets, named in every key so that they cannot be mixed up:
 
 - ``mpii14``: the 14 joints the official evaluation scores (head top, neck, shoulders, elbows, wrists, hips,
   knees, ankles; :data:`~hotpose.data.skeleton.MPI_INF_3DHP_EVAL_JOINTS`). Use these to compare with numbers
-  computed by the MATLAB script (P-STMO, MotionAGFormer, MixSTE).
+  computed by the MATLAB script (P-STMO, MotionAGFormer).
 - ``all17``: all 17 joints, as Python re-implementations of the metric compute it; the pelvis, always
   correct, makes these PCK/AUC a little higher.
 
