@@ -24,7 +24,8 @@ What it does:
    ``--test`` with the README's test batch sizes (4 / 4 / 256 / 256) and strides on that folder.
 5. Writes ``<out>/weights/<variant>.pt`` (packed int8 weights), ``<out>/official_numbers.json``
    (per-action P1/P2 in mm, the folder digest, the command lines) and ``<out>/official_kept.npz``
-   (the frames each clustering call kept, in call order). No official code is written to ``<out>``.
+   (the frames each clustering call kept, in call order: ``<variant>/kept`` stacks the calls' rows,
+   ``<variant>/rows`` gives each call's row count). No official code is written to ``<out>``.
 """
 
 from __future__ import annotations
@@ -227,8 +228,9 @@ def main() -> None:
                           calls=len(calls))
             numbers["variants"][variant] = result
             kept_all = {k: v for k, v in kept_all.items() if not k.startswith(f"{variant}/")}
-            for name, index in calls.items():
-                kept_all[f"{variant}/{name}"] = index
+            if calls:  # one array per variant: the calls' rows stacked, and each call's row count
+                kept_all[f"{variant}/kept"] = np.concatenate(list(calls.values()))
+                kept_all[f"{variant}/rows"] = np.array([len(c) for c in calls.values()], dtype=np.int16)
             print(f"{variant}: {result['printed']} ({len(calls)} clustering calls)")
             numbers_path.write_text(json.dumps(numbers, indent=1, sort_keys=True) + "\n")
             np.savez_compressed(kept_path, **kept_all)

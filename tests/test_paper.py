@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from hotpose.convert import main as convert_main
 from hotpose.lit import HotposeModule
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "models"))
 from test_official import EXTRA_SEEDS, TOLERANCE, fixture  # noqa: E402
 
 
-def _cfg(**top) -> OmegaConf:
+def _cfg(**top) -> DictConfig:
     return OmegaConf.create({"data": {"eval_batch_size": 16, "official_layout": False},
                              "paper_batch_size": None, "paper_seed": None, **top})
 
