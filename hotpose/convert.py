@@ -17,7 +17,9 @@ The output is a ``torch.save``'d dict in the layout of a Lightning checkpoint of
       "hyper_parameters": {"model": {"backbone": ..., "pruner": ..., "recoverer": ..., "pipeline": ...},
                            "pipeline": "seq2seq" | "seq2frame",
                            "loss": ..., "optimizer": ..., "scheduler": ...,  # the official recipe
-                           "flip_reselect": bool},  # False for tpc_*: the flipped pass reuses the selection
+                           "flip_reselect": bool,  # False for tpc_*: the flipped pass reuses the selection
+                           "paper_protocol": {"batch_size": 4 | 256, "seed": 1126 | 1},  # official test
+                           "official_numerics": bool},  # explicit-matmul attention (tie_break official)
       "pytorch-lightning_version": "...",
       "hotpose_variant": "<official variant>", "hotpose_format": 1, "source": "<input path>",
     }
@@ -26,7 +28,8 @@ The output is a ``torch.save``'d dict in the layout of a Lightning checkpoint of
 takes, with concrete values (no interpolation); without Lightning the model is rebuilt by
 ``build_model(*(OmegaConf.create(model[k]) for k in ("backbone", "pruner", "recoverer", "pipeline")))``
 and ``load_state_dict`` of the keys with ``net.`` removed. The TPC tie-break stored is the one used
-for the conversion (``official`` by default).
+for the conversion (``official`` by default); with it, ``hotpose.eval`` runs the official attention
+numerics, and ``eval_mode=paper`` the official test batch size and seed (docs/protocols.md).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from hotpose.callbacks import MetricsFile, format_table
 from hotpose.data.sources import DataError
 from hotpose.lit import MODEL_KEYS, HotposeModule
 from hotpose.metrics import NAMES
+from hotpose.paper import paper_setup
 from hotpose.train import instantiate_group
 
 
@@ -51,6 +52,11 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     for key in ("test_flip", "flip_reselect"):
         if cfg.get(key) is not None:
             overrides[key] = bool(cfg[key])
+    paper_note = ""
+    if cfg.eval_mode in ("paper", "both"):  # the official batches, order and RNG stream
+        paper_overrides, paper_note = paper_setup(cfg, hparams)
+        overrides.update(paper_overrides)
+        print(f"paper protocol: {paper_note}")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
@@ -75,7 +81,8 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         Console().print(format_benchmark_table(results["mpi_inf_3dhp"]))
     for mode, r in results.items():
         summary = ", ".join(f"{n} {r['overall'][f'{n}_mm']:.2f}" for n in NAMES if f"{n}_mm" in r["overall"])
-        print(f"{mode}: {summary} (mm); ckpt {cfg.ckpt}; written to {out}")
+        protocol = f"; {paper_note}" if mode == "paper" and paper_note else ""
+        print(f"{mode}: {summary} (mm){protocol}; ckpt {cfg.ckpt}; written to {out}")
     return results
 
 

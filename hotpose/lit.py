@@ -13,6 +13,10 @@ What it adds to the network:
   back and averaged. A pruned model without recovery either re-selects frames on the mirrored input
   (``flip_reselect=True``; only the centre frame is then common to both, so only seq2frame allows it)
   or reuses the first pass's selection (``False``, what the official TPC scripts do).
+- **The official numerics and RNG stream** for converted checkpoints: ``official_numerics`` runs the
+  network with the official explicit-matmul attention (the numerics its TPC ties were converted for),
+  and ``test_seed`` seeds torch right before the first test batch, so that TPC's official tie-break
+  noise is drawn in the official test loop's order (``docs/protocols.md``).
 - **Optimiser and schedule** from ``_partial_`` configs; the configs are saved as hyperparameters, so
   a checkpoint rebuilds its module without the training config (``python -m hotpose.eval``).
 """
@@ -32,6 +36,7 @@ from torch import Tensor, nn
 from hotpose.data.skeleton import ROOT
 from hotpose.data.transforms import flip_pose
 from hotpose.metrics import MODES, NAMES, PoseErrorMetric, per_action_table
+from hotpose.models.layers import explicit_attention
 
 PIPELINES = ("seq2seq", "seq2frame")
 EVAL_MODES = (*MODES, "both")
@@ -108,6 +113,9 @@ class HotposeModule(pl.LightningModule):
         eval_mode: ``exact``, ``paper`` or ``both`` (:mod:`hotpose.metrics`); the first listed mode
             drives ``val/mpjpe_mm`` and ``test/mpjpe_mm``.
         compile: run the network through ``torch.compile`` (the parameters stay in ``self.net``).
+        official_numerics: run attention as explicit matmuls, as the official classes do (converted
+            checkpoints with the official tie-break; SDPA otherwise).
+        test_seed: ``torch.manual_seed`` right before the first test batch (None: no reseeding).
         actions: action vocabulary of the metrics; None takes the val/test action groups from the
             data module at setup.
         net: an already built network (tests, or models outside the registry); not saved in the
@@ -127,6 +135,8 @@ class HotposeModule(pl.LightningModule):
         compile: bool = False,
         actions: Sequence[str] | None = None,
         net: nn.Module | None = None,
+        official_numerics: bool = False,
+        test_seed: int | None = None,
     ) -> None:
         super().__init__()
         if pipeline not in PIPELINES:
@@ -144,7 +154,9 @@ class HotposeModule(pl.LightningModule):
             {"model": _plain(model), "loss": _plain(loss), "optimizer": _plain(optimizer),
              "scheduler": _plain(scheduler), "pipeline": pipeline, "test_flip": bool(test_flip),
              "flip_reselect": bool(flip_reselect), "eval_mode": eval_mode, "compile": bool(compile),
-             "actions": None if actions is None else list(actions)}
+             "actions": None if actions is None else list(actions),
+             "official_numerics": bool(official_numerics),
+             "test_seed": None if test_seed is None else int(test_seed)}
         )
         if net is None:
             from hotpose.models.build import build_saved_model
@@ -197,6 +209,9 @@ class HotposeModule(pl.LightningModule):
     # -------------------------------------------------------------------------------- forward
 
     def forward(self, x: Tensor, kept: list[Tensor] | None = None) -> Any:
+        if self.hparams.get("official_numerics"):
+            with explicit_attention():
+                return self._forward(x, kept=kept)
         return self._forward(x, kept=kept)
 
     def _targets(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
@@ -289,6 +304,9 @@ class HotposeModule(pl.LightningModule):
         return self._eval_step("val", batch)
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        if batch_idx == 0 and self.hparams.get("test_seed") is not None:
+            # the official test loop's stream: seeded once, then drawn only by the forwards, in order
+            torch.manual_seed(self.hparams.test_seed)
         return self._eval_step("test", batch)
 
     def _eval_epoch_end(self, stage: str) -> None:

@@ -17,10 +17,12 @@ Two evaluation protocols (``mode``) are implemented by :class:`PoseErrorMetric`:
 
 ``paper`` (the official HoT/MixSTE/MHFormer test loop)
     Each window has weight one inside its action, whatever its number of frames; a window's P1 is the
-    mean over *all* its output frames (in seq2seq the padding frames included). P2 reproduces the
-    official accumulation: when a batch holds windows of more than one action, every window of that
-    batch gets the *batch's* mean P2 instead of its own. The result therefore depends on the batch
-    size and order (and on the rank split under DDP), exactly as the official number does.
+    mean over *all* its output frames (in seq2seq the padding frames included). P1 and P2 are computed
+    in float32, as the official code does. P2 reproduces the official accumulation: when a batch holds
+    windows of more than one action, every window of that batch gets the *batch's* mean P2 instead of
+    its own, and the per-action sums are kept in float32, batch after batch. The result therefore
+    depends on the batch size and order (and on the rank split under DDP), exactly as the official
+    number does (see docs/protocols.md).
 
 Both protocols report the action score averaged over actions (the literature's number, ``mpjpe_mm``)
 and the pooled average over every scored unit (frames in ``exact``, windows in ``paper``;
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -53,14 +56,15 @@ def mpjpe(pred: Tensor, target: Tensor) -> Tensor:
     return torch.linalg.vector_norm(pred - target, dim=-1).mean(dim=-1)
 
 
-def procrustes_align(pred: Tensor, target: Tensor) -> Tensor:
-    """Align each pose ``pred (..., j, 3)`` to ``target`` by the best similarity transform (float64).
+def procrustes_align(pred: Tensor, target: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Align each pose ``pred (..., j, 3)`` to ``target`` by the best similarity transform.
 
     Minimises ``||s · pred · R + t - target||`` over rotations ``R`` (det +1), scales ``s`` and
-    translations ``t`` (Umeyama / VideoPose3D's P-MPJPE). Returns the aligned prediction in float64.
+    translations ``t`` (Umeyama / VideoPose3D's P-MPJPE). Computed and returned in ``dtype`` (float64;
+    the paper protocol uses float32, as the official code does).
     """
     _check_pair(pred, target)
-    p, q = pred.double(), target.double()
+    p, q = pred.to(dtype), target.to(dtype)
     mu_p, mu_q = p.mean(dim=-2, keepdim=True), q.mean(dim=-2, keepdim=True)
     p0, q0 = p - mu_p, q - mu_q
     # clamp: a collapsed pose (all joints at one point) has norm 0 and no defined rotation
@@ -80,9 +84,9 @@ def procrustes_align(pred: Tensor, target: Tensor) -> Tensor:
     return scale * (p @ rot) + shift
 
 
-def p_mpjpe(pred: Tensor, target: Tensor) -> Tensor:
-    """Procrustes-aligned MPJPE of each pose (float64): ``(..., j, 3)`` → ``(...)``."""
-    return mpjpe(procrustes_align(pred, target), target.double())
+def p_mpjpe(pred: Tensor, target: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Procrustes-aligned MPJPE of each pose, in ``dtype``: ``(..., j, 3)`` → ``(...)``."""
+    return mpjpe(procrustes_align(pred, target, dtype), target.to(dtype))
 
 
 def n_mpjpe(pred: Tensor, target: Tensor) -> Tensor:
@@ -128,8 +132,9 @@ class PoseErrorMetric(Metric):
         self.scale = float(scale)
         self.fixed_vocabulary = actions is not None
         self.actions: list[str] = list(dict.fromkeys(str(a) for a in (actions or [])))
-        for name in ("action", "key"):
+        for name in ("action", "key", "batch"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
+        self._batches = 0  # updates seen: the batch number of the paper protocol's P2 accumulation
         for name in (*NAMES, "count", "mpjve_count"):
             self.add_state(f"sum_{name}" if name in NAMES else name, default=[], dist_reduce_fx="cat")
 
@@ -162,7 +167,9 @@ class PoseErrorMetric(Metric):
         if len(actions) != b:
             raise ValueError(f"got {len(actions)} action names for {b} windows")
         dev = pred.device
-        per_frame = {"mpjpe": mpjpe(pred.double(), target.double()), "p_mpjpe": p_mpjpe(pred, target),
+        precision = torch.float64 if self.mode == "exact" else torch.float32
+        per_frame = {"mpjpe": mpjpe(pred.to(precision), target.to(precision)).double(),
+                     "p_mpjpe": p_mpjpe(pred, target, precision).double(),
                      "n_mpjpe": n_mpjpe(pred, target)}  # each (b, f)
         vel = mpjve(pred.double(), target.double()) if f > 1 else pred.new_zeros(b, 0, dtype=torch.float64)
         ids = self._action_ids(actions, dev)
@@ -174,12 +181,16 @@ class PoseErrorMetric(Metric):
             count, vel_count = w.sum(dim=1), pair_w.sum(dim=1)
         else:
             row = {name: v.mean(dim=1) for name, v in per_frame.items()}
-            if len(set(actions)) > 1:  # the official P2 accumulation of mixed-action batches
-                row["p_mpjpe"] = per_frame["p_mpjpe"].mean().expand(b)
+            # the official P2: the batch mean (float32) for every window; compute() accumulates it
+            row["p_mpjpe"] = per_frame["p_mpjpe"].float().mean().double().expand(b)
             row["mpjve"] = vel.mean(dim=1) if f > 1 else vel.new_zeros(b)
             count = torch.ones(b, dtype=torch.float64, device=dev)
             vel_count = torch.full((b,), float(f > 1), dtype=torch.float64, device=dev)
         self.action.append(ids)
+        dist = torch.distributed
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.batch.append(torch.full((b,), (rank << 40) + self._batches, dtype=torch.long, device=dev))
+        self._batches += 1
         self.key.append(torch.full((b,), _KEY_NONE, dtype=torch.long, device=dev) if key is None
                         else key.to(dev, torch.long).reshape(b))
         for name in NAMES:
@@ -208,7 +219,7 @@ class PoseErrorMetric(Metric):
         if isinstance(self.action, list) and not self.action:
             raise ValueError("PoseErrorMetric.compute() called before any update")
         state = {name: dim_zero_cat(getattr(self, name)) for name in
-                 ("action", "key", "count", "mpjve_count", *(f"sum_{n}" for n in NAMES))}
+                 ("action", "key", "batch", "count", "mpjve_count", *(f"sum_{n}" for n in NAMES))}
         keep = self._unique_rows(state["key"])
         state = {k: v[keep] for k, v in state.items()}
         n_actions = len(self.actions)
@@ -225,13 +236,51 @@ class PoseErrorMetric(Metric):
             if not present.any():
                 continue  # e.g. MPJVE with one scored frame per window (seq2frame)
             per_action = sums / counts.clamp_min(1)
-            out[f"{name}_mm"] = per_action[present].mean() * self.scale
+            overall = per_action[present].mean() * self.scale
+            if name == "p_mpjpe" and self.mode == "paper":
+                per_action, overall = official_p2(state["batch"], state["action"], state["sum_p_mpjpe"],
+                                                  n_actions, self.scale)
+            out[f"{name}_mm"] = overall
             out[f"pooled/{name}_mm"] = sums.sum() / counts.sum() * self.scale
             for i in torch.nonzero(present).flatten().tolist():
-                out[f"action/{self.actions[i]}/{name}_mm"] = per_action[i] * self.scale
+                value = per_action[i] if name == "p_mpjpe" and self.mode == "paper" else per_action[i] * self.scale
+                out[f"action/{self.actions[i]}/{name}_mm"] = value
         out["windows"] = torch.tensor(float(len(keep)), dtype=torch.float64)
         out["scored"] = state["count"].sum()  # frames in ``exact``, windows in ``paper``
         return out
+
+
+def official_p2(batch: Tensor, action: Tensor, batch_mean: Tensor, n_actions: int,
+                scale: float) -> tuple[Tensor, Tensor]:
+    """Per-action and overall P2 accumulated as the official test loop does (``common/utils.py``).
+
+    ``batch``, ``action`` and ``batch_mean`` have one entry per window, in test order; ``batch_mean``
+    is its batch's mean P2 (float32). A batch of one action adds ``mean * b`` with weight ``b`` to that
+    action, a mixed batch adds ``mean`` with weight 1 per window. The official sums are NumPy float32
+    scalars, so they are rounded to float32 after every addition; so are the ``scale`` and the mean over
+    actions. Returns ``(per_action (n_actions,) scaled, NaN where absent; overall)``, float64 tensors.
+    """
+    sums = np.zeros(n_actions, dtype=np.float32)
+    counts = np.zeros(n_actions, dtype=np.int64)
+    batches, actions, means = (t.cpu().numpy() for t in (batch, action, batch_mean.float()))
+    starts = np.flatnonzero(np.r_[True, batches[1:] != batches[:-1]])
+    for start, stop in zip(starts, np.r_[starts[1:], len(batches)]):
+        ids, mean = actions[start:stop], means[start]
+        if (ids == ids[0]).all():
+            sums[ids[0]] = sums[ids[0]] + mean * np.float32(stop - start)
+            counts[ids[0]] += stop - start
+        else:
+            for a in ids:
+                sums[a] = sums[a] + mean
+                counts[a] += 1
+    present = counts > 0
+    per_action = np.full(n_actions, np.nan)
+    per_action[present] = sums[present] / counts[present].astype(np.float32) * np.float32(scale)
+    total = np.float32(0.0)
+    for value in per_action[present].astype(np.float32):
+        total = total + value
+    overall = total / np.float32(max(int(present.sum()), 1))
+    return torch.from_numpy(per_action), torch.tensor(float(overall), dtype=torch.float64)
 
 
 def per_action_table(result: dict[str, Tensor | float]) -> dict[str, dict[str, float]]:

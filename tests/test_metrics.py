@@ -11,6 +11,7 @@ from hotpose.metrics import (
     mpjpe,
     mpjve,
     n_mpjpe,
+    official_p2,
     p_mpjpe,
     per_action_table,
     procrustes_align,
@@ -136,6 +137,39 @@ def test_paper_mode_weights_windows_and_reproduces_p2_batch_quirk() -> None:
     single = PoseErrorMetric(["A", "B"], mode="paper")
     single.update(noisy, target, valid, ["A", "A"])
     assert single.compute()["p_mpjpe_mm"].item() == pytest.approx(batch_p2)
+
+
+def test_official_p2_accumulation_by_hand() -> None:
+    # batch 0: two windows of A, mean 0.1 -> A gets 0.1 * 2 with weight 2
+    # batch 1: A, B, B, mean 0.4 -> each window gets 0.4 with weight 1
+    batch = torch.tensor([0, 0, 1, 1, 1])
+    action = torch.tensor([0, 0, 0, 1, 1])
+    mean = torch.tensor([0.1, 0.1, 0.4, 0.4, 0.4])
+    per_action, overall = official_p2(batch, action, mean, 3, 1000.0)
+    assert per_action[0].item() == pytest.approx(200.0, rel=1e-6)  # (0.2 + 0.4) / 3
+    assert per_action[1].item() == pytest.approx(400.0, rel=1e-6)
+    assert np.isnan(per_action[2].item())  # absent action
+    assert overall.item() == pytest.approx(300.0, rel=1e-6)
+    # float32 all the way, as NumPy float32 scalars accumulate
+    a = (np.float32(0) + np.float32(0.1) * np.float32(2) + np.float32(0.4)) / np.float32(3) * np.float32(1000)
+    assert per_action[0].item() == float(a)
+
+
+def test_paper_p2_is_float32_exact_stays_float64() -> None:
+    pred, target = _batch([[0.012, 0.034], [0.021, 0.043]])
+    noisy = pred + torch.tensor(np.random.default_rng(5).normal(scale=0.02, size=pred.shape))
+    valid = torch.ones(2, 2, dtype=torch.bool)
+    out = {}
+    for mode in ("exact", "paper"):
+        metric = PoseErrorMetric(["A"], mode=mode)
+        metric.update(noisy.float(), target.float(), valid, ["A", "A"])
+        out[mode] = metric.compute()["p_mpjpe_mm"].item()
+    f32 = p_mpjpe(noisy.float(), target.float(), torch.float32)
+    assert f32.dtype == torch.float32
+    expected = float(f32.mean() * np.float32(1000))
+    assert out["paper"] == pytest.approx(expected, rel=1e-6)
+    assert out["exact"] == pytest.approx(p_mpjpe(noisy.float(), target.float()).mean().item() * 1000, rel=1e-12)
+    assert out["paper"] == pytest.approx(out["exact"], rel=1e-5)
 
 
 def test_repeated_windows_count_once() -> None:

@@ -129,6 +129,20 @@ def normalize_screen(pixels: ArrayT, res_w: int, res_h: int) -> ArrayT:
     return pixels / res_w * 2 - _like(np.array([1.0, res_h / res_w]), pixels)
 
 
+def normalize_screen_official(pixels: np.ndarray, res_w: int, res_h: int) -> np.ndarray:
+    """:func:`normalize_screen` rounded as the official HoT/VideoPose3D data code does, bit for bit.
+
+    That code computes ``x / w * 2`` in the array's own dtype (float32 for the released 2D files), then
+    subtracts ``[1, h / w]`` in float64 and stores the result back into the float32 array. Computing
+    the whole expression in float64 and rounding once (:func:`normalize_screen`) differs by one float32
+    step in most values; the paper protocol feeds the model the official inputs exactly.
+    """
+    if pixels.shape[-1] != 2:
+        raise ValueError(f"normalize_screen_official expects (..., 2) coordinates, got {pixels.shape}")
+    scaled = pixels / np.asarray(res_w, dtype=pixels.dtype) * np.asarray(2, dtype=pixels.dtype)
+    return (scaled - np.array([1.0, res_h / res_w])).astype(pixels.dtype)
+
+
 def denormalize_screen(coords: ArrayT, res_w: int, res_h: int) -> ArrayT:
     """Inverse of :func:`normalize_screen`: ``(x + [1, h / w]) * w / 2``."""
     if coords.shape[-1] != 2:

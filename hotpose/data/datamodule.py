@@ -18,6 +18,9 @@ Design choices:
 - ``downsample`` and ``subset`` apply to the training split only (as VideoPose3D does): ``subset`` keeps a
   contiguous fraction of every training sequence starting at a position derived from the sequence name
   (deterministic), then ``downsample`` keeps every n-th frame of it.
+- ``official_layout`` (the paper protocol, set by ``hotpose.eval``): each subject's sequences in the 2D
+  file's action order, as the official test iterates them, and the official rounding of the 2D
+  normalisation (:func:`hotpose.data.camera.normalize_screen_official`).
 - Evaluation tables are never shuffled, never flipped; seq2seq evaluates with ``stride == frames``
   (non-overlapping windows), seq2frame with one window per frame.
 """
@@ -174,6 +177,7 @@ class PoseDataModule(pl.LightningDataModule):
         downsample: int = 1,
         subset: float = 1.0,
         pin_memory: bool = False,
+        official_layout: bool = False,
     ) -> None:
         super().__init__()
         if pipeline not in PIPELINES:
@@ -215,6 +219,7 @@ class PoseDataModule(pl.LightningDataModule):
         self.downsample = int(downsample)
         self.subset = float(subset)
         self.pin_memory = bool(pin_memory)
+        self.official_layout = bool(official_layout)
         self._splits: dict[str, SplitArrays] = {}
         self._datasets: dict[str, WindowDataset] = {}
 
@@ -226,7 +231,7 @@ class PoseDataModule(pl.LightningDataModule):
             return
         wanted = list(dict.fromkeys(s for split in SPLITS for s in self.subjects[split]))
         records = load_sequences(self.root, self.dataset, self.keypoints, wanted, self.actions,
-                                 load_cameras(self.cameras_file))
+                                 load_cameras(self.cameras_file), official_layout=self.official_layout)
         by_subject: dict[str, list[SequenceRecord]] = {}
         for record in records:
             by_subject.setdefault(record.subject, []).append(record)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hotpose.data.camera import Camera, normalize_screen, world_to_camera
+from hotpose.data.camera import Camera, normalize_screen, normalize_screen_official, world_to_camera
 from hotpose.data.skeleton import NUM_JOINTS, ROOT
 
 log = logging.getLogger(__name__)
@@ -222,16 +222,20 @@ def load_cameras(path: str | Path | None = None) -> dict[str, list[Camera]]:
 
 
 def camera_view(
-    world: np.ndarray, pixels: np.ndarray, camera: Camera
+    world: np.ndarray, pixels: np.ndarray, camera: Camera, official_rounding: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """One camera's training pair: ``(pose_2d (f, 17, 2), pose_3d (f, 17, 3))`` float32.
 
     3D: world → camera frame, then root-relative with the root set to 0 (what losses and metrics use).
-    2D: pixels → normalised screen coordinates.
+    2D: pixels → normalised screen coordinates (with ``official_rounding``, rounded as the official
+    code does: :func:`~hotpose.data.camera.normalize_screen_official`).
     """
     cam = world_to_camera(world.astype(np.float64), camera.orientation, camera.translation)
     cam = cam - cam[:, ROOT : ROOT + 1]
-    pose_2d = normalize_screen(pixels.astype(np.float64), camera.res_w, camera.res_h)
+    if official_rounding:
+        pose_2d = normalize_screen_official(pixels, camera.res_w, camera.res_h)
+    else:
+        pose_2d = normalize_screen(pixels.astype(np.float64), camera.res_w, camera.res_h)
     return pose_2d.astype(np.float32), cam.astype(np.float32)
 
 
@@ -246,8 +250,13 @@ def load_sequences(
     subjects: Sequence[str],
     actions: Sequence[str] | None = None,
     cameras: dict[str, list[Camera]] | str | Path | None = None,
+    official_layout: bool = False,
 ) -> list[SequenceRecord]:
     """Every (subject, action, camera) sequence of ``subjects``, in file order.
+
+    ``official_layout`` is the paper protocol's: each subject's actions in the 2D file's order (the
+    official test iterates that file, and its batches, hence its P2, depend on the order) and the
+    official rounding of the screen normalisation; otherwise the 3D file's order.
 
     ``actions`` filters by full name (``"Walk 1"``) or group (``"Walk"``); ``None`` keeps all. Each filter
     entry must match something. 2D sequences longer than the 3D one are truncated to it (Human3.6M's 2D
@@ -288,9 +297,12 @@ def load_sequences(
                 if pixels.shape[0] < frames:
                     raise DataError(f"{path_2d}: {subject}/{action} camera {index} has {pixels.shape[0]} 2D "
                                     f"frames, fewer than the {frames} 3D frames of {path_3d.name}")
-                pose_2d, pose_3d = camera_view(world, pixels[:frames], camera)
+                pose_2d, pose_3d = camera_view(world, pixels[:frames], camera, official_layout)
                 records.append(SequenceRecord(subject, action, index, pose_2d, pose_3d,
                                               camera.res_w, camera.res_h))
+    if official_layout:  # stable: cameras stay in order within an action
+        rank = {(s, a): i for s in subjects for i, a in enumerate(poses_2d[s])}
+        records.sort(key=lambda r: (subjects.index(r.subject), rank[r.subject, r.action]))
     if actions is not None:
         unknown = [a for a in actions if a not in matched]
         if unknown:

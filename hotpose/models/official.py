@@ -664,7 +664,11 @@ def official_recipe(variant: str) -> dict[str, Any]:
             "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 4e-5, "weight_decay": 0.1},
             "scheduler": {"_target_": "hotpose.lit.epoch_decay_scheduler", "_partial_": True, "gamma": 0.99,
                           "step_every": 200, "step_gamma": 0.5}}
-    return {**recipe, "flip_reselect": VARIANTS[variant][1] != "tpc"}
+    # The official test scripts' batch size (README test commands) and seed (main_*.py): the paper
+    # protocol's P2 and TPC's tie-break noise depend on them.
+    mhformer = VARIANTS[variant][0] == "mhformer"
+    paper = {"batch_size": 256 if mhformer else 4, "seed": 1 if mhformer else 1126}
+    return {**recipe, "flip_reselect": VARIANTS[variant][1] != "tpc", "paper_protocol": paper}
 
 
 def hotpose_checkpoint(model: OfficialModel, source: str | None = None) -> dict[str, Any]:
@@ -674,7 +678,8 @@ def hotpose_checkpoint(model: OfficialModel, source: str | None = None) -> dict[
         # Lightning's load_from_checkpoint migrates by this version; read without importing Lightning.
         "pytorch-lightning_version": metadata.version("pytorch-lightning"),
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "hyper_parameters": {"model": cfg, "pipeline": cfg["pipeline"]["name"], **official_recipe(model.variant)},
+        "hyper_parameters": {"model": cfg, "pipeline": cfg["pipeline"]["name"], **official_recipe(model.variant),
+                             "official_numerics": model.official_numerics},
         "hotpose_variant": model.variant,
         "hotpose_format": HOTPOSE_CHECKPOINT_FORMAT,
         "source": source,

@@ -13,6 +13,7 @@ from hotpose.data.camera import (
     camera_to_world,
     denormalize_screen,
     normalize_screen,
+    normalize_screen_official,
     project_to_pixels,
     qconj,
     qrot,
@@ -102,6 +103,24 @@ def test_normalisation_hand_values_and_inverse() -> None:
     torch.testing.assert_close(denormalize_screen(normalize_screen(tpx, 1000, 1002), 1000, 1002), tpx)
     with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
         normalize_screen(np.zeros((3, 3)), 1000, 1000)
+
+
+def test_official_normalisation_rounds_like_the_official_code() -> None:
+    """x / w * 2 in the input's float32, then [1, h / w] subtracted in float64, rounded once more."""
+    px = np.random.default_rng(0).uniform(0, 1000, (2000, 2)).astype(np.float32)
+    ours = normalize_screen_official(px, 1000, 1002)
+    assert ours.dtype == np.float32
+    for (x, y), (u, v) in zip(px[:50].tolist(), ours[:50].tolist()):
+        sx = np.float32(np.float32(x) / np.float32(1000)) * np.float32(2)  # float32 steps, one at a time
+        sy = np.float32(np.float32(y) / np.float32(1000)) * np.float32(2)
+        assert u == np.float32(float(sx) - 1.0) and v == np.float32(float(sy) - 1002 / 1000)
+    # the same values up to float32 rounding of x / w * 2 (<= 2**-22), but mostly not the same bits as one
+    # float64 computation rounded once
+    rounded_once = normalize_screen(px.astype(np.float64), 1000, 1002).astype(np.float32)
+    assert np.abs(ours - rounded_once).max() <= 2.0**-22
+    assert 0.2 < (ours != rounded_once).mean() < 0.95
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
+        normalize_screen_official(np.zeros((3, 3), np.float32), 1000, 1000)
 
 
 def test_shipped_cameras_are_the_published_calibration() -> None:

@@ -82,6 +82,25 @@ def test_h36m_32_joints_reduced_and_2d_truncated(tmp_path) -> None:
     np.testing.assert_allclose(records[3].pose_2d, expected, atol=1e-6)
 
 
+def test_official_layout_follows_the_2d_files_action_order(tmp_path) -> None:
+    world = {a: random_world(6, 32, seed=i) for i, a in enumerate(["Walking", "Eating 1", "Sitting"])}
+    write_3d(tmp_path / "data_3d_h36m.npz", {"S9": world, "S1": {"Walking": random_world(6, 32)}})
+    views = {a: [pixels(7, 4 * i + c) for c in range(4)] for i, a in enumerate(world)}
+    order_2d = ["Sitting", "Walking", "Eating 1"]
+    write_2d(tmp_path / "data_2d_h36m_gt.npz", {"S9": {a: views[a] for a in order_2d},
+                                                 "S1": {"Walking": views["Walking"]}})
+    plain = load_sequences(tmp_path, "h36m", "gt", ["S9", "S1"])
+    paper = load_sequences(tmp_path, "h36m", "gt", ["S9", "S1"], official_layout=True)
+    assert [(r.subject, r.action) for r in plain][::4] == [("S9", a) for a in world] + [("S1", "Walking")]
+    assert [(r.subject, r.action, r.camera) for r in paper] == (
+        [("S9", a, c) for a in order_2d for c in range(4)] + [("S1", "Walking", c) for c in range(4)])
+    by_key = {(r.subject, r.action, r.camera): r for r in plain}
+    for r in paper:  # same 3D; 2D within one float32 step (the official rounding)
+        other = by_key[r.subject, r.action, r.camera]
+        np.testing.assert_array_equal(r.pose_3d, other.pose_3d)
+        assert np.abs(r.pose_2d - other.pose_2d).max() <= 2.0**-22
+
+
 def good_2d(frames: int = 5) -> dict:
     return {"S1": {"Walk": [pixels(frames, i) for i in range(4)]}}
 
