@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from hotpose.data.camera import Camera, normalize_screen, world_to_camera
+from hotpose.data.errors import DataError
+from hotpose.data.safe_npz import load_npz
 from hotpose.data.skeleton import NUM_JOINTS, ROOT
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,7 @@ CAMERA_FIELDS = ("id", "res_w", "res_h", "center", "focal_length", "radial_disto
                  "tangential_distortion", "orientation", "translation")
 
 
-class DataError(ValueError):
-    """A data file is missing, unreadable or inconsistent; the message names the file and the problem."""
+__all__ = ["DataError"]  # re-exported: raised by everything below and caught by the entry points
 
 
 @dataclass(frozen=True)
@@ -86,23 +86,8 @@ def data_file_names(dataset: str, keypoints: str) -> tuple[str, str]:
 
 def _load_npz_dict(path: Path, key: str) -> dict[str, Any]:
     """The pickled dict stored under ``key`` in a VideoPose3D npz file (a 0-d object array)."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        npz = np.load(path, allow_pickle=True)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: cannot be read as an npz file ({err})") from err
-    except Exception as err:  # unpickling a non-numpy file can raise anything
-        raise DataError(f"{path}: cannot be read as an npz file ({type(err).__name__}: {err})") from err
-    if not hasattr(npz, "files"):  # np.load returns a plain array for .npy files
-        raise DataError(f"{path}: not an npz archive (holds a single {type(npz).__name__})")
-    with npz:
-        if key not in npz.files:
-            raise DataError(f"{path}: missing key {key!r} (has {sorted(npz.files)})")
-        try:
-            value = npz[key]
-        except Exception as err:
-            raise DataError(f"{path}: key {key!r} cannot be read ({type(err).__name__}: {err})") from err
+    # no np.load(allow_pickle=True): a crafted file would run code; load_npz admits only numpy's rebuilders
+    value = load_npz(path, keys=[key])[key]
     if isinstance(value, np.ndarray) and value.dtype == object and value.shape == ():
         value = value.item()
     if not isinstance(value, dict):
