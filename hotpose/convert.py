@@ -35,8 +35,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
+from hotpose.checkpoints import atomic_torch_save
 from hotpose.models.official import VARIANTS, hotpose_checkpoint, load_official
 
 
@@ -44,9 +43,7 @@ def convert(input_path: str | Path, output_path: str | Path, variant: str, **ove
     """Load ``input_path`` as ``variant``, write the hotpose checkpoint to ``output_path``, return it."""
     model = load_official(input_path, variant, **overrides)
     checkpoint = hotpose_checkpoint(model, source=str(input_path))
-    output = Path(output_path)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, output)
+    atomic_torch_save(checkpoint, output_path)
     return checkpoint
 
 

@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import MetricsFile, format_table
+from hotpose.checkpoints import load_torch_file
 from hotpose.data.sources import DataError
 from hotpose.lit import MODEL_KEYS, HotposeModule
 from hotpose.metrics import NAMES
@@ -27,9 +28,7 @@ from hotpose.train import instantiate_group
 def read_hparams(ckpt: str | Path) -> dict[str, Any]:
     """The module hyperparameters saved in a hotpose checkpoint (ValueError when it is not one)."""
     path = Path(ckpt)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_torch_file(path)
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not hparams or not all(k in (hparams.get("model") or {}) for k in MODEL_KEYS):
         raise ValueError(f"{path} is not a hotpose training checkpoint (no saved model configuration); "
@@ -54,7 +53,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
-    module = HotposeModule.load_from_checkpoint(cfg.ckpt, map_location="cpu", weights_only=False, **overrides)
+    module = HotposeModule.load_from_checkpoint(cfg.ckpt, map_location="cpu", weights_only=True, **overrides)
     datamodule = instantiate(cfg.data)
     out = Path(cfg.paths.output_dir) / "eval.json"
     out.unlink(missing_ok=True)

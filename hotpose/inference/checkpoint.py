@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from hotpose.checkpoints import load_torch_file
 from hotpose.models.hourglass import Hourglass
 
 MODEL_KEYS = ("backbone", "pruner", "recoverer", "pipeline")
@@ -59,12 +58,7 @@ class LoadedModel:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict; ValueError when the file is missing, unreadable or not a hotpose checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many kinds for a non-checkpoint file
-        raise ValueError(f"checkpoint {str(path)!r} cannot be read by torch.load: {error}") from None
+    checkpoint = load_torch_file(path)  # weights only: a checkpoint must not be able to run code
     model = (checkpoint.get("hyper_parameters") or {}).get("model") if isinstance(checkpoint, dict) else None
     if not isinstance(model, dict) or any(k not in model for k in MODEL_KEYS):
         raise ValueError(

@@ -354,7 +354,9 @@ def load_tokenizer(path: str | Path) -> PoseTokenizer:
     if not path.is_file():
         raise ValueError(f"tokenizer checkpoint {path} does not exist (train one with "
                          "`python -m hotpose.train task=tokenizer`)")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    from hotpose.checkpoints import load_torch_file
+
+    blob = load_torch_file(path, what="tokenizer checkpoint")
     if isinstance(blob, dict) and "config" in blob and "state_dict" in blob:
         config, state = blob["config"], blob["state_dict"]
     elif isinstance(blob, dict) and "state_dict" in blob and "tokenizer" in blob.get("hyper_parameters", {}):

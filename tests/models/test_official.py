@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -226,8 +227,15 @@ def test_bad_override_and_bad_source() -> None:
 def test_file_with_pickled_objects_is_not_unpickled(tmp_path: Path) -> None:
     path = tmp_path / "with_object.pth"
     torch.save({"model_pos": {"a": torch.zeros(1)}, "extra": Path("x")}, path)
-    with pytest.raises(ValueError, match=r"not readable as tensors only .*weights_only=False"):
+    with pytest.raises(ValueError, match=r"with_object.pth holds a pickled pathlib.*PosixPath, which could run code"):
         read_state_dict(path)
+
+
+def test_numpy_rng_state_of_official_files_is_rebuilt_without_code(tmp_path: Path) -> None:
+    """MixSTE-style training scripts save ``np.random.get_state()`` next to the weights."""
+    path = tmp_path / "epoch_10.bin"
+    torch.save({"model_pos": {"a": torch.ones(2)}, "random_state": np.random.RandomState(3).get_state()}, path)
+    assert torch.equal(read_state_dict(path)["a"], torch.ones(2))
 
 
 # ------------------------------------------------------------------------- wrappers and prefixes
@@ -337,7 +345,7 @@ def test_converted_checkpoint_loads_into_the_lightning_module(tmp_path: Path) ->
     torch.save(data["weights"], source)
     convert_main(["--variant", "tpc_mixste", "--input", str(source), "--output", str(target),
                   *[f"--{k.replace('_', '-')}={v}" for k, v in data["overrides"].items()]])
-    module = HotposeModule.load_from_checkpoint(target, map_location="cpu", weights_only=False).eval()
+    module = HotposeModule.load_from_checkpoint(target, map_location="cpu", weights_only=True).eval()
     assert module.hparams.pipeline == "seq2frame" and module.hparams.flip_reselect is False
     torch.manual_seed(data["seed"])
     with torch.no_grad():
