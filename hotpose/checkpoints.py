@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from hotpose.errors import UserError
+
 #: numpy's array, dtype and scalar rebuilders, under the numpy 1.x and 2.x module names: what the numpy
 #: RNG state inside some official HoT files needs. Admitted only where :func:`load_torch_file` is asked to.
 _NUMPY_CORE = getattr(np, "_core", None) or np.core
@@ -40,7 +42,7 @@ NUMPY_SAFE_GLOBALS: list[Any] = [
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file is missing, unreadable or refused; the message names the file and what to do."""
 
 

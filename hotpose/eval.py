@@ -18,20 +18,20 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import MetricsFile, format_table
-from hotpose.checkpoints import load_torch_file
-from hotpose.data.sources import DataError
+from hotpose.checkpoints import CheckpointError, load_torch_file
+from hotpose.errors import one_line_user_errors
 from hotpose.lit import MODEL_KEYS, HotposeModule
 from hotpose.metrics import NAMES
 from hotpose.train import instantiate_group
 
 
 def read_hparams(ckpt: str | Path) -> dict[str, Any]:
-    """The module hyperparameters saved in a hotpose checkpoint (ValueError when it is not one)."""
+    """The module hyperparameters saved in a hotpose checkpoint (CheckpointError when it is not one)."""
     path = Path(ckpt)
     checkpoint = load_torch_file(path)
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not hparams or not all(k in (hparams.get("model") or {}) for k in MODEL_KEYS):
-        raise ValueError(f"{path} is not a hotpose training checkpoint (no saved model configuration); "
+        raise CheckpointError(f"{path} is not a hotpose training checkpoint (no saved model configuration); "
                          "official weights need converting first")
     return hparams
 
@@ -75,11 +75,9 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
+@one_line_user_errors()  # the user's file, key or value, not a bug: the message says it all
 def main(cfg: DictConfig) -> float | None:
-    try:
-        results = evaluate(cfg)
-    except DataError as error:  # the user's data, not a bug: the message says it all
-        raise SystemExit(f"error: {error}") from None
+    results = evaluate(cfg)
     first = next(iter(results.values()), {})
     return first.get("overall", {}).get("mpjpe_mm")
 

@@ -38,6 +38,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from hotpose.errors import one_line_user_errors
 from hotpose.inference.checkpoint import load_model
 from hotpose.models.hourglass import CONFIDENCE_CHANNELS, Hourglass
 from hotpose.models.pruners import TPC
@@ -205,6 +206,7 @@ def export_checkpoint(ckpt: str | Path, formats: list[str], output_dir: str | Pa
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export")
+@one_line_user_errors()  # a bad checkpoint or option: one line, exit 2
 def main(cfg: DictConfig) -> None:
     for name in ("onnx_ir", "onnxscript"):  # their INFO lines on graph rewriting drown the result
         logging.getLogger(name).setLevel(logging.WARNING)

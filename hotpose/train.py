@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import format_table
-from hotpose.data.sources import DataError
+from hotpose.errors import UserError, exit_on_user_error
 from hotpose.lit import MODEL_KEYS, OPTIONAL_MODEL_KEYS, HotposeModule
 
 log = logging.getLogger(__name__)
@@ -207,8 +207,8 @@ def main(cfg: DictConfig) -> float | None:
         return train(cfg)["test_mpjpe_mm"]
     except Exception as error:
         if not _in_multirun():
-            if isinstance(error, DataError):  # the user's data, not a bug: the message says it all
-                raise SystemExit(f"error: {error}") from None
+            if isinstance(error, UserError):  # the user's file, key or value, not a bug: one line
+                exit_on_user_error(error)
             raise
         # One failed job must not stop the sweep: record why, let the others run, report it at the end.
         path = record_failure(cfg.paths.output_dir, error)

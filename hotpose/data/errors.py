@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hotpose.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A data file is missing, unreadable or inconsistent; the message names the file and the problem."""
