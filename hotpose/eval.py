@@ -22,6 +22,7 @@ from hotpose.checkpoints import CheckpointError, load_torch_file
 from hotpose.errors import one_line_user_errors
 from hotpose.lit import MODEL_KEYS, HotposeModule
 from hotpose.metrics import NAMES
+from hotpose.preemption import exit_on_sigterm
 from hotpose.train import instantiate_group
 
 
@@ -59,7 +60,8 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     out.unlink(missing_ok=True)
     callbacks = [*instantiate_group(cfg.get("callbacks")), MetricsFile(out)]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks)
-    trainer.test(module, datamodule=datamodule, verbose=False)
+    with exit_on_sigterm(trainer, "test"):  # SIGTERM: one line and exit status 3, never 0
+        trainer.test(module, datamodule=datamodule, verbose=False)
     if trainer.global_rank != 0:
         return {}
     if not out.is_file():

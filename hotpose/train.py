@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from hotpose.callbacks import format_table
 from hotpose.errors import UserError, exit_on_user_error
 from hotpose.lit import MODEL_KEYS, OPTIONAL_MODEL_KEYS, HotposeModule
+from hotpose.preemption import exit_on_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +158,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        with exit_on_sigterm(trainer, "fit"):  # SIGTERM: one line and exit status 3, never 0
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
+        with exit_on_sigterm(trainer, "test"):
+            trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
     finally:
         finish_wandb()
     primary = module.eval_modes[0]

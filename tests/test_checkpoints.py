@@ -90,3 +90,39 @@ def test_atomic_save_replaces_and_creates_folders(tmp_path: Path) -> None:
     atomic_torch_save({"v": 2}, path)
     assert load_torch_file(path) == {"v": 2}
     assert [p.name for p in path.parent.iterdir()] == ["m.ckpt"]
+
+
+# --------------------------------------------------------------------------------------------- SIGTERM
+
+ROOT = CONFIGS.parent
+TINY = [
+    "experiment=quickstart", "backbone.frames=9", "backbone.net.dim=16", "backbone.net.depth=2",
+    "backbone.net.heads=2", "backbone.net.mlp_hidden=32", "backbone.tra_heads=2", "backbone.prune_layer=1",
+    "backbone.prune_tokens=3", "data.batch_size=64", "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "callbacks=minimal",
+    "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "logger=none", "threads=1",
+]
+
+
+def run_train(tmp_path: Path, *overrides: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WANDB_MODE": "disabled",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "hotpose.train", *TINY, *overrides], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_sigterm_exits_3_with_one_line_saying_how_to_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = run_train(tmp_path, "trainer.max_epochs=2", f"hydra.run.dir={run}",
+                     "+callbacks.stop._target_=fault_helpers.SignalAtStep", "+callbacks.stop.step=2")
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    saved = run / "checkpoints" / "sigterm.ckpt"
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("stopped by SIGTERM")]
+    assert lines == [f"stopped by SIGTERM during fit at epoch 0, step 2: saved {saved}; resume with the same "
+                     f"command and ckpt_path={saved}; exit status 3"], proc.stderr[-3000:]
+    assert load_torch_file(saved)["global_step"] == 2
+    assert not (run / "metrics.json").exists()  # the test stage never ran
