@@ -56,3 +56,24 @@ def one_line_user_errors(*also: type[BaseException]) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return wrap
+
+
+def _missing_keys(node: Any, prefix: str = "") -> Iterator[str]:
+    """Dotted keys set to ``???`` (walked without resolving interpolations, which may need other keys)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node)) if isinstance(node, ListConfig) else ()
+    for key in keys:
+        if OmegaConf.is_missing(node, key):
+            yield f"{prefix}{key}"
+        elif not OmegaConf.is_interpolation(node, key):
+            yield from _missing_keys(node[key], f"{prefix}{key}.")
+
+
+def check_required(cfg: Any) -> None:
+    """Refuse a configuration with mandatory values (``???``) left unset, naming each key."""
+    missing = sorted(_missing_keys(cfg))
+    if missing:
+        keys = ", ".join(missing)
+        example = " ".join(f"{k}=..." for k in missing)
+        raise ConfigError(f"{keys} {'is' if len(missing) == 1 else 'are'} not set: add {example} to the command")

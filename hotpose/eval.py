@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import MetricsFile, format_table
 from hotpose.checkpoints import CheckpointError, load_torch_file
-from hotpose.errors import one_line_user_errors
+from hotpose.errors import check_required, one_line_user_errors
 from hotpose.lit import MODEL_KEYS, HotposeModule
 from hotpose.metrics import NAMES
 from hotpose.preemption import exit_on_sigterm
@@ -43,6 +43,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     Returns ``{mode: {"overall": {...}, "per_action": {...}}}``. The results travel through the json
     file, written by rank 0 of the test, so that ``ddp_spawn`` workers report them too.
     """
+    check_required(cfg)
     hparams = read_hparams(cfg.ckpt)
     with open_dict(cfg):
         for key in MODEL_KEYS:

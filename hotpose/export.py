@@ -38,7 +38,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from hotpose.errors import one_line_user_errors
+from hotpose.errors import check_required, one_line_user_errors
 from hotpose.inference.checkpoint import load_model
 from hotpose.models.hourglass import CONFIDENCE_CHANNELS, Hourglass
 from hotpose.models.pruners import TPC
@@ -210,6 +210,7 @@ def export_checkpoint(ckpt: str | Path, formats: list[str], output_dir: str | Pa
 def main(cfg: DictConfig) -> None:
     for name in ("onnx_ir", "onnxscript"):  # their INFO lines on graph rewriting drown the result
         logging.getLogger(name).setLevel(logging.WARNING)
+    check_required(cfg)
     formats = list(FORMATS) if cfg.format == "both" else [str(cfg.format)]
     summary = export_checkpoint(cfg.ckpt, formats, cfg.get("output_dir"), check=bool(cfg.check),
                                 atol=float(cfg.atol), batches=tuple(int(b) for b in cfg.check_batches),

@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import format_table
-from hotpose.errors import UserError, exit_on_user_error
+from hotpose.errors import ConfigError, UserError, check_required, exit_on_user_error
 from hotpose.lit import MODEL_KEYS, OPTIONAL_MODEL_KEYS, HotposeModule
 from hotpose.preemption import exit_on_sigterm
 
@@ -93,6 +93,15 @@ def build_module(cfg: DictConfig) -> pl.LightningModule:
 
         return TokenizerModule(tokenizer=cfg.tokenizer, loss=cfg.task.get("loss"), optimizer=cfg.optimizer,
                                scheduler=cfg.get("scheduler"), save_path=cfg.task.get("save_path"))
+    try:
+        return _pose_module(cfg)
+    except UserError:
+        raise
+    except ValueError as error:  # the network refuses its arguments: a configuration the model cannot take
+        raise ConfigError(f"the model configuration does not build: {error}") from error
+
+
+def _pose_module(cfg: DictConfig) -> HotposeModule:
     return HotposeModule(
         model={k: cfg[k] for k in (*MODEL_KEYS, *OPTIONAL_MODEL_KEYS) if k in cfg},
         loss=cfg.loss,
@@ -148,6 +157,7 @@ def finish_wandb() -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test one configuration. Returns ``{"test_mpjpe_mm", "test_p_mpjpe_mm", "output_dir", ...}``."""
     check_launch(cfg)
+    check_required(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
