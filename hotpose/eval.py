@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import MetricsFile, format_table
 from hotpose.checkpoints import CheckpointError, load_torch_file
+from hotpose.config_checks import check_flip_combination
 from hotpose.errors import check_required, one_line_user_errors
 from hotpose.lit import MODEL_KEYS, HotposeModule
 from hotpose.metrics import NAMES
@@ -52,6 +53,8 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     for key in ("test_flip", "flip_reselect"):
         if cfg.get(key) is not None:
             overrides[key] = bool(cfg[key])
+    flags = {key: overrides.get(key, hparams.get(key, True)) for key in ("test_flip", "flip_reselect")}
+    check_flip_combination(hparams["model"], str(hparams.get("pipeline", "seq2seq")), **flags)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)

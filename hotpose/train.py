@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import format_table
+from hotpose.config_checks import check_flip_combination
 from hotpose.errors import ConfigError, UserError, check_required, exit_on_user_error
 from hotpose.lit import MODEL_KEYS, OPTIONAL_MODEL_KEYS, HotposeModule
 from hotpose.preemption import exit_on_sigterm
@@ -102,6 +103,8 @@ def build_module(cfg: DictConfig) -> pl.LightningModule:
 
 
 def _pose_module(cfg: DictConfig) -> HotposeModule:
+    model = {k: cfg[k] for k in MODEL_KEYS}
+    check_flip_combination(model, pipeline_name(cfg), bool(cfg.test_flip), bool(cfg.flip_reselect))
     return HotposeModule(
         model={k: cfg[k] for k in (*MODEL_KEYS, *OPTIONAL_MODEL_KEYS) if k in cfg},
         loss=cfg.loss,
