@@ -64,6 +64,8 @@ def _missing_keys(node: Any, prefix: str = "") -> Iterator[str]:
 
     keys = node.keys() if isinstance(node, DictConfig) else range(len(node)) if isinstance(node, ListConfig) else ()
     for key in keys:
+        if not prefix and key == "hydra":  # Hydra's own node (tests compose with it): not the user's to set
+            continue
         if OmegaConf.is_missing(node, key):
             yield f"{prefix}{key}"
         elif not OmegaConf.is_interpolation(node, key):

@@ -39,7 +39,9 @@ def stopped_message(trainer: pl.Trainer, stage: str) -> str:
     where = f"during {stage} at epoch {trainer.current_epoch}, step {trainer.global_step}"
     saved = _saved_checkpoint(trainer) if stage == "fit" else None
     if saved is not None:
-        then = f"saved {saved}; resume with the same command and ckpt_path={saved}"
+        # the same run folder: there Lightning also restores which checkpoint is best so far
+        then = (f"saved {saved}; resume with the same command and ckpt_path={saved} "
+                f"hydra.run.dir={trainer.default_root_dir}")
     elif stage == "fit":
         then = "no SIGTERM checkpoint (callbacks.sigterm_checkpoint is off); checkpoints/last.ckpt holds the last epoch"
     else:

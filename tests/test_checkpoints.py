@@ -123,6 +123,6 @@ def test_sigterm_exits_3_with_one_line_saying_how_to_resume(tmp_path: Path) -> N
     saved = run / "checkpoints" / "sigterm.ckpt"
     lines = [line for line in proc.stderr.splitlines() if line.startswith("stopped by SIGTERM")]
     assert lines == [f"stopped by SIGTERM during fit at epoch 0, step 2: saved {saved}; resume with the same "
-                     f"command and ckpt_path={saved}; exit status 3"], proc.stderr[-3000:]
+                     f"command and ckpt_path={saved} hydra.run.dir={run}; exit status 3"], proc.stderr[-3000:]
     assert load_torch_file(saved)["global_step"] == 2
     assert not (run / "metrics.json").exists()  # the test stage never ran
