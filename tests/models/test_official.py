@@ -303,7 +303,10 @@ def test_convert_writes_a_rebuildable_hotpose_checkpoint(tmp_path: Path,
     source, target = tmp_path / "hot_mixste.pth", tmp_path / "out" / "hot_mixste.ckpt"
     torch.save(data["weights"], source)
     convert_main(["--variant", "hot_mixste", "--input", str(source), "--output", str(target)])
-    assert "prune to 9 before block 3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "prune to 9 before block 3" in out
+    # what the weights cannot show is said, not silently assumed
+    assert "note: assumed heads=8 (the official value): the weights do not show the head count" in out
 
     ckpt = torch.load(target, weights_only=True)
     assert ckpt["hotpose_variant"] == "hot_mixste" and ckpt["source"] == str(source)
@@ -327,6 +330,25 @@ def test_convert_reports_errors_without_a_traceback(tmp_path: Path, capsys: pyte
     assert exit_info.value.code == 2
     assert "lacks the HoT keys" in capsys.readouterr().err
     assert not target.exists()
+
+
+def test_convert_says_what_it_cannot_tell_from_the_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = fixture("tpc_mixste")
+    source = tmp_path / "model.pth"
+    torch.save(data["weights"], source)
+    convert_main(["--variant", "mixste", "--input", str(source), "--output", str(tmp_path / "a.ckpt")])
+    out = capsys.readouterr().out
+    assert "note: not checked: a mixste file holds the same tensors as a tpc_mixste one" in out
+    convert_main(["--variant", "tpc_mixste", "--input", str(source), "--output", str(tmp_path / "b.ckpt"),
+                  "--heads", "8", *[f"--{k.replace('_', '-')}={v}" for k, v in data["overrides"].items()]])
+    out = capsys.readouterr().out
+    assert "assumed heads" not in out and "a tpc_mixste file holds the same tensors as a mixste one" in out
+    assert "assumed pruning" not in out  # both given
+    from hotpose.convert import assumptions
+
+    model = {"backbone": {"net": {"heads": 8}}, "pruner": {"tokens": 61, "layer": 7}}
+    notes = assumptions("tpc_mixste", {"heads": 8}, {"hyper_parameters": {"model": model}})
+    assert notes[-1].startswith("assumed pruning to 61 tokens before block 7 (official values")
 
 
 def test_hotpose_checkpoint_keys_match_the_wrapped_net() -> None:
