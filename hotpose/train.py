@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from hotpose.callbacks import format_table
 from hotpose.config_checks import check_flip_combination
 from hotpose.errors import ConfigError, UserError, check_required, exit_on_user_error
+from hotpose.job_status import mark_started
 from hotpose.lit import MODEL_KEYS, OPTIONAL_MODEL_KEYS, HotposeModule
 from hotpose.preemption import exit_on_sigterm
 
@@ -161,6 +162,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test one configuration. Returns ``{"test_mpjpe_mm", "test_p_mpjpe_mm", "output_dir", ...}``."""
     check_launch(cfg)
     check_required(cfg)
+    mark_started(cfg.paths.output_dir)  # lets a report tell a killed job from a running one
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
