@@ -79,3 +79,18 @@ def check_required(cfg: Any) -> None:
         keys = ", ".join(missing)
         example = " ".join(f"{k}=..." for k in missing)
         raise ConfigError(f"{keys} {'is' if len(missing) == 1 else 'are'} not set: add {example} to the command")
+
+
+def writable_folder(folder: Any, key: str) -> Any:
+    """Create ``folder`` (a Path) and check that files can be written in it; :class:`ConfigError` naming
+    ``key`` otherwise."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{key}={folder}: cannot write there ({error.strerror or error}); choose another "
+                          "folder") from None
+    return folder

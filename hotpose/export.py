@@ -38,7 +38,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from hotpose.errors import check_required, one_line_user_errors
+from hotpose.errors import check_required, one_line_user_errors, writable_folder
 from hotpose.inference.checkpoint import load_model
 from hotpose.models.hourglass import CONFIDENCE_CHANNELS, Hourglass
 from hotpose.models.pruners import TPC
@@ -182,8 +182,7 @@ def export_checkpoint(ckpt: str | Path, formats: list[str], output_dir: str | Pa
         raise ValueError(f"format must be one of {FORMATS} (or both), got {formats}")
     loaded = load_model(ckpt)
     net = loaded.net.eval()
-    out_dir = Path(output_dir) if output_dir else loaded.path.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(Path(output_dir) if output_dir else loaded.path.parent, "output_dir")
     module = PoseExport(net).eval()
     summary: dict[str, Any] = {"checkpoint": str(loaded.path), "model": loaded.describe(), "exports": {}}
     with export_friendly(net, tie_break) as changes:

@@ -28,7 +28,7 @@ import torch
 from omegaconf import DictConfig
 
 from hotpose.data.skeleton import JOINT_NAMES, PARENTS
-from hotpose.errors import check_required, user_errors_exit
+from hotpose.errors import check_required, user_errors_exit, writable_folder
 from hotpose.inference.checkpoint import LoadedModel, load_model
 from hotpose.inference.keypoints import KeypointTrack, load_keypoints
 from hotpose.inference.lifting import LiftResult, lift_track
@@ -182,8 +182,7 @@ def run_inference(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(int(cfg.threads))
     source = Path(str(cfg.input))
     kind = input_kind(source)
-    out_dir = Path(str(cfg.output_dir))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(Path(str(cfg.output_dir)), "output_dir")
     model = load_model(str(cfg.ckpt))  # before detection: a bad checkpoint fails fast
     print(f"model: {model.describe()}")
     timings: dict[str, float] = {}

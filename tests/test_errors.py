@@ -64,6 +64,9 @@ CASES = {
                          r"cut.ckpt is damaged"),
     "infer-text-video": ("hotpose.infer", lambda t: ["input=" + str(_write(t / "v.mp4", b"text")),
                                                      "ckpt=" + str(t / "none.ckpt")], r"none.ckpt' does not exist"),
+    "infer-unwritable-output": ("hotpose.infer", lambda t: [f"input={_keypoints(t)}", "layout=h36m",
+                                                            f"ckpt={_tiny_checkpoint(t)}", "output_dir=/proc/no"],
+                                "output_dir=/proc/no: cannot write there"),
     "train-no-root": ("hotpose.train", lambda t: [*FAST_TRAIN, "data=h36m"], r"data.root is not set"),
     "train-bad-schedule": ("hotpose.train", lambda t: [*FAST_TRAIN, "pruner=tpc", "pruner.stages=[[1,3],[9,2]]"],
                            r"the model configuration does not build: pruning stage 1 \(layer=9"),
@@ -71,6 +74,17 @@ CASES = {
                                                    "backbone.prune_tokens=3"],
                             r"does not build: MixSTE: pair 0 must see all"),
 }
+
+
+def _keypoints(tmp_path: Path) -> Path:
+    np.save(tmp_path / "k.npy", np.full((5, 17, 2), 100.0, np.float32))
+    return tmp_path / "k.npy"
+
+
+def _tiny_checkpoint(tmp_path: Path) -> Path:
+    from inference.inference_helpers import save_checkpoint, tiny_mixste
+
+    return save_checkpoint(tmp_path / "m.ckpt", tiny_mixste())
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -37,9 +37,6 @@ CAMERA_FIELDS = ("id", "res_w", "res_h", "center", "focal_length", "radial_disto
                  "tangential_distortion", "orientation", "translation")
 
 
-__all__ = ["DataError"]  # re-exported: raised by everything below and caught by the entry points
-
-
 @dataclass(frozen=True)
 class SequenceRecord:
     """One (subject, action, camera) sequence, ready for windowing.
