@@ -338,6 +338,10 @@ def load_keypoints(path: str | Path, layout: str | None = None, width: int | Non
         if scores.shape != (t, joints):
             raise ValueError(f"{path}: scores must be ({t}, {joints}), got {scores.shape}")
     array = _origin_frames_missing(array, path)
+    finite = array[..., :2][np.isfinite(array[..., :2])]
+    if finite.size and np.abs(finite).max() <= 2.0 and max(w, h) > 4:
+        raise ValueError(f"{path}: every keypoint lies within [-2, 2] in a {w}x{h} image, so they look normalised "
+                         "already; keypoint files hold pixel coordinates")
     points, mapped_scores = to_h36m(array[..., :2], scores, layout, neck_nose=neck_nose)
     detected = np.isfinite(points).all(axis=(1, 2))
     if fields.get("detected") is not None:

@@ -89,6 +89,15 @@ def test_all_zero_keypoint_frames_are_missing_not_detections(tmp_path: Path, cap
     assert "1 single keypoints at exactly (0, 0)" in caplog.text
 
 
+def test_normalised_keypoint_files_are_refused(tmp_path: Path) -> None:
+    from hotpose.inference.keypoints import load_keypoints
+
+    points = np.random.default_rng(0).uniform(-1, 1, (5, 17, 2))
+    np.savez(tmp_path / "k.npz", keypoints=points, width=640, height=480, layout="h36m")
+    with pytest.raises(ValueError, match=r"k.npz: every keypoint lies within \[-2, 2\] in a 640x480 image"):
+        load_keypoints(tmp_path / "k.npz")
+
+
 def test_video_decoding_fewer_frames_than_declared_warns(caplog) -> None:
     from hotpose.infer import warn_frame_count
 
