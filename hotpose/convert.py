@@ -38,8 +38,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
+from hotpose.checkpoints import atomic_torch_save
 from hotpose.models.official import VARIANTS, hotpose_checkpoint, load_official
 
 
@@ -47,10 +46,33 @@ def convert(input_path: str | Path, output_path: str | Path, variant: str, **ove
     """Load ``input_path`` as ``variant``, write the hotpose checkpoint to ``output_path``, return it."""
     model = load_official(input_path, variant, **overrides)
     checkpoint = hotpose_checkpoint(model, source=str(input_path))
-    output = Path(output_path)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, output)
+    atomic_torch_save(checkpoint, output_path)
     return checkpoint
+
+
+#: variants whose files hold the same tensors: the file cannot tell them apart, --variant decides
+INDISTINGUISHABLE = {"mixste": "tpc_mixste", "tpc_mixste": "mixste", "mhformer": "tpc_mhformer",
+                     "tpc_mhformer": "mhformer"}
+
+
+def assumptions(variant: str, overrides: dict[str, object], checkpoint: dict) -> list[str]:
+    """What the conversion took on trust (the weights cannot show it), one line each."""
+    model = checkpoint["hyper_parameters"]["model"]
+    notes = []
+    if "heads" not in overrides:
+        heads = model["backbone"]["net"].get("heads")
+        notes.append(f"assumed heads={heads} (the official value): the weights do not show the head count, and "
+                     "another one gives other outputs; pass --heads N if the model was trained with N")
+    if variant in INDISTINGUISHABLE:
+        notes.append(f"not checked: a {variant} file holds the same tensors as a {INDISTINGUISHABLE[variant]} "
+                     f"one; converted as {variant} because --variant says so")
+    if variant.startswith("tpc_"):
+        pruner = model["pruner"]
+        given = [k for k in ("token_num", "layer_index") if k in overrides]
+        if len(given) < 2:
+            notes.append(f"assumed pruning to {pruner['tokens']} tokens before block {pruner['layer']} (official "
+                         "values; the weights do not show them): pass --token-num / --layer-index otherwise")
+    return notes
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -77,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                else f"prune to {pruner['tokens']} before block {pruner['layer']}")
     print(f"{args.variant}: {cfg['backbone']['name']} ({cfg['backbone']['frames']} frames, {pruning}), "
           f"{len(checkpoint['state_dict'])} tensors -> {args.output}")
+    for note in assumptions(args.variant, overrides, checkpoint):
+        print(f"note: {note}")
 
 
 if __name__ == "__main__":

@@ -18,22 +18,23 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import MetricsFile, format_table
-from hotpose.data.sources import DataError
+from hotpose.checkpoints import CheckpointError, load_torch_file
+from hotpose.config_checks import check_flip_combination
+from hotpose.errors import check_required, one_line_user_errors
 from hotpose.lit import MODEL_KEYS, HotposeModule
 from hotpose.metrics import NAMES
 from hotpose.paper import paper_setup
+from hotpose.preemption import exit_on_sigterm
 from hotpose.train import instantiate_group
 
 
 def read_hparams(ckpt: str | Path) -> dict[str, Any]:
-    """The module hyperparameters saved in a hotpose checkpoint (ValueError when it is not one)."""
+    """The module hyperparameters saved in a hotpose checkpoint (CheckpointError when it is not one)."""
     path = Path(ckpt)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_torch_file(path)
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not hparams or not all(k in (hparams.get("model") or {}) for k in MODEL_KEYS):
-        raise ValueError(f"{path} is not a hotpose training checkpoint (no saved model configuration); "
+        raise CheckpointError(f"{path} is not a hotpose training checkpoint (no saved model configuration); "
                          "official weights need converting first")
     return hparams
 
@@ -44,6 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     Returns ``{mode: {"overall": {...}, "per_action": {...}}}``. The results travel through the json
     file, written by rank 0 of the test, so that ``ddp_spawn`` workers report them too.
     """
+    check_required(cfg)
     hparams = read_hparams(cfg.ckpt)
     with open_dict(cfg):
         for key in MODEL_KEYS:
@@ -57,16 +59,19 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         paper_overrides, paper_note = paper_setup(cfg, hparams)
         overrides.update(paper_overrides)
         print(f"paper protocol: {paper_note}")
+    flags = {key: overrides.get(key, hparams.get(key, True)) for key in ("test_flip", "flip_reselect")}
+    check_flip_combination(hparams["model"], str(hparams.get("pipeline", "seq2seq")), **flags)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
-    module = HotposeModule.load_from_checkpoint(cfg.ckpt, map_location="cpu", weights_only=False, **overrides)
+    module = HotposeModule.load_from_checkpoint(cfg.ckpt, map_location="cpu", weights_only=True, **overrides)
     datamodule = instantiate(cfg.data)
     out = Path(cfg.paths.output_dir) / "eval.json"
     out.unlink(missing_ok=True)
     callbacks = [*instantiate_group(cfg.get("callbacks")), MetricsFile(out)]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks)
-    trainer.test(module, datamodule=datamodule, verbose=False)
+    with exit_on_sigterm(trainer, "test"):  # SIGTERM: one line and exit status 3, never 0
+        trainer.test(module, datamodule=datamodule, verbose=False)
     if trainer.global_rank != 0:
         return {}
     if not out.is_file():
@@ -87,11 +92,9 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
+@one_line_user_errors()  # the user's file, key or value, not a bug: the message says it all
 def main(cfg: DictConfig) -> float | None:
-    try:
-        results = evaluate(cfg)
-    except DataError as error:  # the user's data, not a bug: the message says it all
-        raise SystemExit(f"error: {error}") from None
+    results = evaluate(cfg)
     first = next(iter(results.values()), {})
     return first.get("overall", {}).get("mpjpe_mm")
 

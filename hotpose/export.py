@@ -38,6 +38,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from hotpose.errors import check_required, one_line_user_errors, writable_folder
 from hotpose.inference.checkpoint import load_model
 from hotpose.models.hourglass import CONFIDENCE_CHANNELS, Hourglass
 from hotpose.models.pruners import TPC
@@ -181,8 +182,7 @@ def export_checkpoint(ckpt: str | Path, formats: list[str], output_dir: str | Pa
         raise ValueError(f"format must be one of {FORMATS} (or both), got {formats}")
     loaded = load_model(ckpt)
     net = loaded.net.eval()
-    out_dir = Path(output_dir) if output_dir else loaded.path.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(Path(output_dir) if output_dir else loaded.path.parent, "output_dir")
     module = PoseExport(net).eval()
     summary: dict[str, Any] = {"checkpoint": str(loaded.path), "model": loaded.describe(), "exports": {}}
     with export_friendly(net, tie_break) as changes:
@@ -205,9 +205,11 @@ def export_checkpoint(ckpt: str | Path, formats: list[str], output_dir: str | Pa
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export")
+@one_line_user_errors()  # a bad checkpoint or option: one line, exit 2
 def main(cfg: DictConfig) -> None:
     for name in ("onnx_ir", "onnxscript"):  # their INFO lines on graph rewriting drown the result
         logging.getLogger(name).setLevel(logging.WARNING)
+    check_required(cfg)
     formats = list(FORMATS) if cfg.format == "both" else [str(cfg.format)]
     summary = export_checkpoint(cfg.ckpt, formats, cfg.get("output_dir"), check=bool(cfg.check),
                                 atol=float(cfg.atol), batches=tuple(int(b) for b in cfg.check_batches),

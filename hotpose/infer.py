@@ -14,9 +14,10 @@ See ``docs/inference.md`` for the keypoint file format and the joint mappings.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import torch
 from omegaconf import DictConfig
 
 from hotpose.data.skeleton import JOINT_NAMES, PARENTS
+from hotpose.errors import check_required, user_errors_exit, writable_folder
 from hotpose.inference.checkpoint import LoadedModel, load_model
 from hotpose.inference.keypoints import KeypointTrack, load_keypoints
 from hotpose.inference.lifting import LiftResult, lift_track
@@ -34,6 +36,8 @@ from hotpose.inference.lifting import LiftResult, lift_track
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
 DEFAULT_FPS = 25.0
+
+log = logging.getLogger(__name__)
 
 
 def input_kind(path: str | Path) -> str:
@@ -52,6 +56,9 @@ def input_kind(path: str | Path) -> str:
 
 def detect_in_subprocess(python: str, video: Path, output: Path, cfg: DictConfig) -> Path:
     """Run the detector CLI with another interpreter (a detector environment) → keypoint npz."""
+    if shutil.which(os.path.expanduser(python)) is None:
+        raise ValueError(f"detector.python={python!r}: no such interpreter (give the python of an environment "
+                         "with the detector, e.g. /path/to/venv/bin/python)")
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     command = [os.path.expanduser(python), "-m", "hotpose.inference.detectors", str(video), str(output),
@@ -65,21 +72,33 @@ def detect_in_subprocess(python: str, video: Path, output: Path, cfg: DictConfig
     return output
 
 
+def warn_frame_count(video: Path, container: int | None, decoded: int, limit: int | None) -> None:
+    """Say so when the decoder stopped short of the frame count the container declares (a damaged file)."""
+    expected = min(container, int(limit)) if container and limit else container
+    if expected and decoded < expected:
+        log.warning("%s: the container declares %d frames but only %d could be decoded (a truncated or damaged "
+                    "file?); the outputs cover the %d decoded frames", video, container, decoded, decoded)
+
+
 def detect(cfg: DictConfig, video: Path, out_dir: Path) -> tuple[KeypointTrack, dict[str, float]]:
     """2D keypoints of a video, in this process or in ``detector.python``; also the detection timings."""
     raw = out_dir / "detections.npz"
     if cfg.detector.get("python"):
         detect_in_subprocess(str(cfg.detector.python), video, raw, cfg)
     else:
-        from hotpose.inference.detectors import build_detector, detect_video
+        from hotpose.inference.detectors import build_detector, detect_video, open_video
 
+        _, frames = open_video(video)  # a corrupt, text or empty file fails here, before the detector starts
+        frames.close()
         detector = build_detector(str(cfg.detector.name),
                                   min_detection_confidence=float(cfg.detector.min_detection_confidence),
                                   min_tracking_confidence=float(cfg.detector.min_tracking_confidence))
         try:
-            detect_video(video, detector, max_frames=cfg.detector.get("max_frames")).save(raw)
+            detections = detect_video(video, detector, max_frames=cfg.detector.get("max_frames"))
         finally:
             detector.close()
+        detections.save(raw)
+        warn_frame_count(video, detections.info.frames, len(detections.points), cfg.detector.get("max_frames"))
     with np.load(raw) as data:
         timings = {k: float(data[k]) for k in ("decode_seconds", "detect_seconds") if k in data.files}
     track = load_keypoints(raw, neck_nose=str(cfg.neck_nose))
@@ -163,8 +182,7 @@ def run_inference(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(int(cfg.threads))
     source = Path(str(cfg.input))
     kind = input_kind(source)
-    out_dir = Path(str(cfg.output_dir))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(Path(str(cfg.output_dir)), "output_dir")
     model = load_model(str(cfg.ckpt))  # before detection: a bad checkpoint fails fast
     print(f"model: {model.describe()}")
     timings: dict[str, float] = {}
@@ -201,11 +219,11 @@ def run_inference(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="infer")
 def main(cfg: DictConfig) -> None:
-    try:
+    from hotpose.inference.detectors import DetectorUnavailable
+
+    with user_errors_exit(ValueError, DetectorUnavailable):  # bad input: one clear line, exit 2
+        check_required(cfg)
         run_inference(cfg)
-    except ValueError as error:  # bad input: one clear line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

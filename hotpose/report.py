@@ -25,6 +25,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from hotpose.job_status import unfinished_status
+
 log = logging.getLogger(__name__)
 
 #: (column, key in metrics.json's ``test.<mode>.overall``)
@@ -43,7 +45,7 @@ class Run:
 
     path: Path
     overrides: list[str]
-    status: str  # "ok" | "failed" | "running"
+    status: str  # "ok" | "failed" | "running" | "killed" (no results and its process is gone)
     error: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     params: float | None = None
@@ -107,6 +109,9 @@ def read_run(path: Path, mode: str = "exact") -> Run:
         run.status, run.error = "failed", f"{info.get('type', 'Error')}: {info.get('message', '')}".strip()
         return run
     if not metrics_file.is_file():
+        run.status = unfinished_status(path)
+        if run.status == "killed":
+            run.error = "the process ended without results (killed: SIGKILL, out of memory, lost node?)"
         return run
     data = json.loads(metrics_file.read_text())
     overall = data.get("test", {}).get(mode, {}).get("overall", {})
@@ -335,6 +340,9 @@ class SweepSummary(Callback):
                  result["markdown"])
         for run in failed:
             log.warning("job %s (%s): %s %s", run.path.name, " ".join(run.overrides), run.status, run.error)
+        if failed:  # a sweep with a failed job is a failed sweep: exit non-zero so schedulers and scripts see it
+            log.error("%d of %d jobs failed or were killed; exit status 1", len(failed), len(runs))
+            raise SystemExit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = result["runs"]
     print(result["markdown"].read_text())
     print(f"{sum(r.status == 'ok' for r in runs)} finished, {sum(r.status == 'failed' for r in runs)} failed, "
-          f"{sum(r.status == 'running' for r in runs)} without results; wrote {result['markdown']}, "
+          f"{sum(r.status == 'killed' for r in runs)} killed, "
+          f"{sum(r.status == 'running' for r in runs)} still running; wrote {result['markdown']}, "
           f"{result['csv']}, {result['efficiency_plot']}, {result['tokens_plot']}")
     return 0
 

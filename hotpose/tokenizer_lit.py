@@ -12,7 +12,6 @@ accepts that file or any checkpoint of this module.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -157,5 +156,6 @@ class TokenizerModule(pl.LightningModule):
     def on_fit_end(self) -> None:
         path = self.hparams.save_path
         if path and self.trainer.global_rank == 0:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            torch.save(tokenizer_state(self.tokenizer), path)
+            from hotpose.checkpoints import atomic_torch_save
+
+            atomic_torch_save(tokenizer_state(self.tokenizer), path)

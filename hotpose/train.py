@@ -23,8 +23,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hotpose.callbacks import format_table
-from hotpose.data.sources import DataError
+from hotpose.config_checks import check_flip_combination
+from hotpose.errors import ConfigError, UserError, check_required, exit_on_user_error
+from hotpose.job_status import mark_started
 from hotpose.lit import MODEL_KEYS, OPTIONAL_MODEL_KEYS, HotposeModule
+from hotpose.preemption import exit_on_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,17 @@ def build_module(cfg: DictConfig) -> pl.LightningModule:
 
         return TokenizerModule(tokenizer=cfg.tokenizer, loss=cfg.task.get("loss"), optimizer=cfg.optimizer,
                                scheduler=cfg.get("scheduler"), save_path=cfg.task.get("save_path"))
+    try:
+        return _pose_module(cfg)
+    except UserError:
+        raise
+    except ValueError as error:  # the network refuses its arguments: a configuration the model cannot take
+        raise ConfigError(f"the model configuration does not build: {error}") from error
+
+
+def _pose_module(cfg: DictConfig) -> HotposeModule:
+    model = {k: cfg[k] for k in MODEL_KEYS}
+    check_flip_combination(model, pipeline_name(cfg), bool(cfg.test_flip), bool(cfg.flip_reselect))
     return HotposeModule(
         model={k: cfg[k] for k in (*MODEL_KEYS, *OPTIONAL_MODEL_KEYS) if k in cfg},
         loss=cfg.loss,
@@ -147,6 +161,8 @@ def finish_wandb() -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test one configuration. Returns ``{"test_mpjpe_mm", "test_p_mpjpe_mm", "output_dir", ...}``."""
     check_launch(cfg)
+    check_required(cfg)
+    mark_started(cfg.paths.output_dir)  # lets a report tell a killed job from a running one
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
@@ -157,9 +173,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        with exit_on_sigterm(trainer, "fit"):  # SIGTERM: one line and exit status 3, never 0
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
+        with exit_on_sigterm(trainer, "test"):
+            trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
     finally:
         finish_wandb()
     primary = module.eval_modes[0]
@@ -216,8 +234,8 @@ def main(cfg: DictConfig) -> float | None:
         return train(cfg)["test_mpjpe_mm"]
     except Exception as error:
         if not _in_multirun():
-            if isinstance(error, DataError):  # the user's data, not a bug: the message says it all
-                raise SystemExit(f"error: {error}") from None
+            if isinstance(error, UserError):  # the user's file, key or value, not a bug: one line
+                exit_on_user_error(error)
             raise
         # One failed job must not stop the sweep: record why, let the others run, report it at the end.
         path = record_failure(cfg.paths.output_dir, error)

@@ -67,6 +67,23 @@ def test_seeds_are_averaged_and_failures_listed(tmp_path: Path) -> None:
     _valid_png(result["tokens_plot"])
 
 
+def test_a_killed_job_is_listed_as_killed_not_running(tmp_path: Path) -> None:
+    from hotpose.job_status import mark_started
+
+    killed = _job(tmp_path / "0", ["seed=1"])
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    (killed / "job.json").write_text(json.dumps({**json.loads(mark_started(killed).read_text()), "pid": child.pid}))
+    alive = _job(tmp_path / "1", ["seed=2"])
+    mark_started(alive)  # this very process: still running
+    assert read_run(killed).status == "killed" and "killed" in read_run(killed).error
+    assert read_run(alive).status == "running"
+    assert read_run(_job(tmp_path / "2", ["seed=3"])).status == "running"  # no job.json: cannot tell
+    proc = subprocess.run([sys.executable, "-m", "hotpose.report", str(tmp_path)], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert "0 finished, 0 failed, 1 killed, 2 still running" in proc.stdout
+
+
 def test_metrics_without_the_requested_mode_is_a_failure(tmp_path: Path) -> None:
     run = read_run(_job(tmp_path / "0", ["seed=1"], p1=40.0), mode="paper")
     assert run.status == "failed" and "paper" in run.error
@@ -101,7 +118,9 @@ def test_smoke_grid_2x2_multirun_and_report(tmp_path: Path) -> None:
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
     # 999 kept tokens out of 243 frames cannot be built: that job fails, the other one runs
     proc = _multirun(tmp_path, "pruner=tpc", "recoverer=tra", "pruner.tokens=999,9")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # ... and the sweep as a whole is a failure: exit status 1, so that schedulers and scripts see it
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "1 of 2 jobs failed or were killed; exit status 1" in proc.stdout + proc.stderr
     assert (tmp_path / "0" / "failed.json").is_file() and (tmp_path / "1" / "metrics.json").is_file()
     text = (tmp_path / "report.md").read_text()
     assert "failed" in text and "999" in text

@@ -76,10 +76,10 @@ def test_resume_continues_at_next_epoch_with_optimizer_state(tmp_path: Path) -> 
             "trainer.limit_test_batches=1"]
     train(_compose(tmp_path / "a", base))
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
-    saved = torch.load(last, map_location="cpu", weights_only=False)
+    saved = torch.load(last, map_location="cpu", weights_only=True)
     assert (saved["epoch"], saved["global_step"]) == (0, 3)
     train(_compose(tmp_path / "b", [*base, "trainer.max_epochs=2", f"ckpt_path={last}"]))
-    resumed = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    resumed = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     # one more epoch of 3 steps: Adam's step counters went on from 3 (a fresh optimiser would say 3)
     assert (resumed["epoch"], resumed["global_step"]) == (1, 6)
     adam = next(iter(resumed["optimizer_states"][0]["state"].values()))
@@ -128,7 +128,7 @@ def test_sigterm_mid_epoch_leaves_a_resumable_checkpoint(tmp_path: Path) -> None
     with pytest.raises(SystemExit):
         trainer.fit(build_module(cfg), datamodule=instantiate(cfg.data))
     saved = tmp_path / "checkpoints" / "sigterm.ckpt"
-    state = torch.load(saved, map_location="cpu", weights_only=False)
+    state = torch.load(saved, map_location="cpu", weights_only=True)
     assert (state["epoch"], state["global_step"]) == (0, 2)
     trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.callbacks), logger=False)
     trainer.fit(build_module(cfg), datamodule=instantiate(cfg.data), ckpt_path=str(saved))

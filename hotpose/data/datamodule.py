@@ -39,6 +39,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from hotpose.data.resumable import ResumableLoader, run_seed
 from hotpose.data.sources import MINI_ROOT, DataError, SequenceRecord, load_cameras, load_sequences
 from hotpose.data.transforms import flip_pose
 from hotpose.data.windows import (
@@ -280,15 +281,18 @@ class PoseDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"
-        return DataLoader(
-            self.dataset_for(split),
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=keep_batch,
-        )
+        options = dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
+                       persistent_workers=self.num_workers > 0, collate_fn=keep_batch)
+        if train:  # order seeded per epoch, resumable mid-epoch: a resumed run repeats the uninterrupted one
+            return ResumableLoader(self.dataset_for(split), self.batch_size, run_seed(),
+                                   progress=self._fit_progress, **options)
+        return DataLoader(self.dataset_for(split), batch_size=self.eval_batch_size, shuffle=False,
+                          generator=torch.Generator().manual_seed(run_seed()), **options)
+
+    def _fit_progress(self) -> tuple[int, int]:
+        """(epoch, training batches done in it) of the restored fit loop."""
+        loop = self.trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.completed
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

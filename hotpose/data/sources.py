@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from hotpose.data.camera import Camera, normalize_screen, normalize_screen_official, world_to_camera
+from hotpose.data.errors import DataError
+from hotpose.data.safe_npz import load_npz
 from hotpose.data.skeleton import NUM_JOINTS, ROOT
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,6 @@ STORED_JOINTS: dict[str, int] = {"h36m": 32, "mini": NUM_JOINTS}
 H36M_KEPT_JOINTS: tuple[int, ...] = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 CAMERA_FIELDS = ("id", "res_w", "res_h", "center", "focal_length", "radial_distortion",
                  "tangential_distortion", "orientation", "translation")
-
-
-class DataError(ValueError):
-    """A data file is missing, unreadable or inconsistent; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -86,23 +83,8 @@ def data_file_names(dataset: str, keypoints: str) -> tuple[str, str]:
 
 def _load_npz_dict(path: Path, key: str) -> dict[str, Any]:
     """The pickled dict stored under ``key`` in a VideoPose3D npz file (a 0-d object array)."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        npz = np.load(path, allow_pickle=True)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: cannot be read as an npz file ({err})") from err
-    except Exception as err:  # unpickling a non-numpy file can raise anything
-        raise DataError(f"{path}: cannot be read as an npz file ({type(err).__name__}: {err})") from err
-    if not hasattr(npz, "files"):  # np.load returns a plain array for .npy files
-        raise DataError(f"{path}: not an npz archive (holds a single {type(npz).__name__})")
-    with npz:
-        if key not in npz.files:
-            raise DataError(f"{path}: missing key {key!r} (has {sorted(npz.files)})")
-        try:
-            value = npz[key]
-        except Exception as err:
-            raise DataError(f"{path}: key {key!r} cannot be read ({type(err).__name__}: {err})") from err
+    # no np.load(allow_pickle=True): a crafted file would run code; load_npz admits only numpy's rebuilders
+    value = load_npz(path, keys=[key])[key]
     if isinstance(value, np.ndarray) and value.dtype == object and value.shape == ():
         value = value.item()
     if not isinstance(value, dict):
@@ -131,6 +113,30 @@ def _check_array(path: Path, where: str, array: Any, joints: int, dims: int) -> 
     return array
 
 
+#: No joint of a person is this far from the root, in metres: larger values are millimetres (or worse).
+MAX_ROOT_DISTANCE_M = 5.0
+#: 2D pixel coordinates of a person span more than this; all within it means already normalised.
+MIN_PIXEL_SPAN = 4.0
+
+
+def _check_metres(path: Path, where: str, array: np.ndarray) -> np.ndarray:
+    """Refuse 3D joints in millimetres (VideoPose3D files are in metres)."""
+    reach = float(np.median(np.abs(array - array[:, :1]).max(axis=(1, 2))))
+    if reach > MAX_ROOT_DISTANCE_M:
+        raise DataError(f"{path}: {where}: joints lie a median {reach:.1f} units from the root joint, so the file "
+                        "looks like millimetres; VideoPose3D-format 3D files are in metres (divide by 1000)")
+    return array
+
+
+def _check_pixels(path: Path, where: str, array: np.ndarray) -> np.ndarray:
+    """Refuse 2D keypoints that are already normalised (VideoPose3D-format 2D files are in pixels)."""
+    span = float(np.abs(array).max())
+    if span <= MIN_PIXEL_SPAN:
+        raise DataError(f"{path}: {where}: every coordinate is within [-{MIN_PIXEL_SPAN:g}, {MIN_PIXEL_SPAN:g}], "
+                        "so the keypoints look normalised already; VideoPose3D-format 2D files are in pixels")
+    return array
+
+
 def load_positions_3d(path: str | Path, dataset: str) -> dict[str, dict[str, np.ndarray]]:
     """``positions_3d`` of a 3D file: ``{subject: {action: (f, 17, 3)}}`` world frame, metres.
 
@@ -140,13 +146,19 @@ def load_positions_3d(path: str | Path, dataset: str) -> dict[str, dict[str, np.
     path = Path(path)
     joints = STORED_JOINTS[dataset]
     raw = _load_npz_dict(path, "positions_3d")
+    if not raw:
+        raise DataError(f"{path}: positions_3d holds no subjects")
     out: dict[str, dict[str, np.ndarray]] = {}
     for subject, actions in raw.items():
         if not isinstance(actions, dict):
             raise DataError(f"{path}: positions_3d[{subject!r}] must be a dict of actions")
+        if not actions:
+            raise DataError(f"{path}: positions_3d[{subject!r}] has no actions (a subject cannot be left empty; "
+                            "remove it from the file or fill it)")
         out[subject] = {}
         for action, array in actions.items():
-            array = _check_array(path, f"positions_3d[{subject!r}][{action!r}]", array, joints, 3)
+            where = f"positions_3d[{subject!r}][{action!r}]"
+            array = _check_metres(path, where, _check_array(path, where, array, joints, 3))
             if joints != NUM_JOINTS:
                 array = array[:, H36M_KEPT_JOINTS]
             out[subject][action] = array
@@ -163,17 +175,23 @@ def load_positions_2d(path: str | Path) -> dict[str, dict[str, list[np.ndarray]]
     if meta.get("num_joints", NUM_JOINTS) != NUM_JOINTS:
         raise DataError(f"{path}: metadata num_joints is {meta.get('num_joints')}, expected {NUM_JOINTS}")
     raw = _load_npz_dict(path, "positions_2d")
+    if not raw:
+        raise DataError(f"{path}: positions_2d holds no subjects")
     out: dict[str, dict[str, list[np.ndarray]]] = {}
     for subject, actions in raw.items():
         if not isinstance(actions, dict):
             raise DataError(f"{path}: positions_2d[{subject!r}] must be a dict of actions")
+        if not actions:
+            raise DataError(f"{path}: positions_2d[{subject!r}] has no actions")
         out[subject] = {}
         for action, views in actions.items():
             if not isinstance(views, list | tuple) or len(views) == 0:
                 raise DataError(f"{path}: positions_2d[{subject!r}][{action!r}] must be a list of "
                                 "per-camera arrays")
             out[subject][action] = [
-                _check_array(path, f"positions_2d[{subject!r}][{action!r}][camera {i}]", view, NUM_JOINTS, 2)
+                _check_pixels(path, f"positions_2d[{subject!r}][{action!r}][camera {i}]",
+                              _check_array(path, f"positions_2d[{subject!r}][{action!r}][camera {i}]", view,
+                                           NUM_JOINTS, 2))
                 for i, view in enumerate(views)
             ]
     return out

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from hotpose.checkpoints import CheckpointError, load_torch_file
 from hotpose.models.hourglass import Hourglass
 
 MODEL_KEYS = ("backbone", "pruner", "recoverer", "pipeline")
@@ -57,22 +56,17 @@ class LoadedModel:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict; ValueError when the file is missing, unreadable or not a hotpose checkpoint."""
+    """The checkpoint dict; CheckpointError when the file is missing, unreadable or not a hotpose checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many kinds for a non-checkpoint file
-        raise ValueError(f"checkpoint {str(path)!r} cannot be read by torch.load: {error}") from None
+    checkpoint = load_torch_file(path)  # weights only: a checkpoint must not be able to run code
     model = (checkpoint.get("hyper_parameters") or {}).get("model") if isinstance(checkpoint, dict) else None
     if not isinstance(model, dict) or any(k not in model for k in MODEL_KEYS):
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: not a hotpose checkpoint (no saved model configuration "
             f"hyper_parameters.model with {list(MODEL_KEYS)}). Official HoT weights must be converted first: "
             "python -m hotpose.convert --variant <official file name> --input <file> --output <file>.ckpt")
     if not isinstance(checkpoint.get("state_dict"), dict):
-        raise ValueError(f"{path}: checkpoint has no state_dict")
+        raise CheckpointError(f"{path}: checkpoint has no state_dict")
     return checkpoint
 
 
@@ -91,10 +85,10 @@ def load_model(path: str | Path) -> LoadedModel:
     try:
         net = build_from_config(config)
     except Exception as error:
-        raise ValueError(f"{path}: the saved model configuration does not build: {error}") from error
+        raise CheckpointError(f"{path}: the saved model configuration does not build: {error}") from error
     state = {k[len(NET_PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(NET_PREFIX)}
     if not state:
-        raise ValueError(f"{path}: state_dict has no '{NET_PREFIX}*' keys (not a HotposeModule checkpoint)")
+        raise CheckpointError(f"{path}: state_dict has no '{NET_PREFIX}*' keys (not a HotposeModule checkpoint)")
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -103,7 +97,7 @@ def load_model(path: str | Path) -> LoadedModel:
         details = "; ".join(f"{name} {keys[:5]}{' ...' if len(keys) > 5 else ''}"
                             for name, keys in (("missing", missing), ("unexpected", unexpected),
                                                ("wrong shape", wrong)) if keys)
-        raise ValueError(f"{path}: weights do not fit the saved model configuration: {details}")
+        raise CheckpointError(f"{path}: weights do not fit the saved model configuration: {details}")
     net.load_state_dict(state, strict=True)
     pipeline = config["pipeline"].get("name") or checkpoint["hyper_parameters"].get("pipeline", "seq2seq")
     return LoadedModel(net.eval(), config, str(pipeline), checkpoint.get("hotpose_variant"), path)

@@ -20,6 +20,7 @@ Left and right are the subject's own sides in all three layouts, so no joint is 
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from hotpose.data.skeleton import NUM_JOINTS
+
+log = logging.getLogger(__name__)
 
 COCO_JOINT_NAMES: tuple[str, ...] = (
     "nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
@@ -271,6 +274,25 @@ def _read_file(path: Path) -> dict[str, Any]:
     raise ValueError(f"{path}: unsupported keypoint file type {suffix!r}; use .npz, .npy or .json")
 
 
+def _origin_frames_missing(array: np.ndarray, path: Path) -> np.ndarray:
+    """Frames whose every joint is at exactly (0, 0) -- OpenPose-style files' "no person" marker -- as NaN.
+
+    Counted as detections they would pull a whole window towards the image corner.
+    """
+    origin = (array[..., 0] == 0) & (array[..., 1] == 0)
+    empty = origin.all(axis=1)
+    if empty.any():
+        array = array.copy()
+        array[empty, :, :2] = np.nan
+        log.warning("%s: %d of %d frames have every keypoint at (0, 0), the 'no person' marker of OpenPose-style "
+                    "files; they are treated as missing", path, int(empty.sum()), len(array))
+    stray = int(origin[~empty].sum())
+    if stray:
+        log.warning("%s: %d single keypoints at exactly (0, 0) in frames with a person (OpenPose's marker of a "
+                    "joint it did not find?) are used as given; set them to NaN to mark them unknown", path, stray)
+    return array
+
+
 def load_keypoints(path: str | Path, layout: str | None = None, width: int | None = None,
                    height: int | None = None, person: int = 0, neck_nose: str = "nose") -> KeypointTrack:
     """Read a keypoint file and convert it to an H36M-17 :class:`KeypointTrack`.
@@ -315,6 +337,11 @@ def load_keypoints(path: str | Path, layout: str | None = None, width: int | Non
             scores = scores[person]
         if scores.shape != (t, joints):
             raise ValueError(f"{path}: scores must be ({t}, {joints}), got {scores.shape}")
+    array = _origin_frames_missing(array, path)
+    finite = array[..., :2][np.isfinite(array[..., :2])]
+    if finite.size and np.abs(finite).max() <= 2.0 and max(w, h) > 4:
+        raise ValueError(f"{path}: every keypoint lies within [-2, 2] in a {w}x{h} image, so they look normalised "
+                         "already; keypoint files hold pixel coordinates")
     points, mapped_scores = to_h36m(array[..., :2], scores, layout, neck_nose=neck_nose)
     detected = np.isfinite(points).all(axis=(1, 2))
     if fields.get("detected") is not None:

@@ -47,7 +47,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
@@ -128,17 +127,10 @@ def read_state_dict(source: str | Path | Mapping[str, Any]) -> dict[str, Tensor]
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"official checkpoint {path} does not exist")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # unpickling errors come in many types
-            # weights_only refuses pickled Python objects (e.g. the numpy RNG state some MixSTE-style
-            # files carry); loading those runs code from the file, so it stays the caller's decision.
-            lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
-            detail = next((line for line in lines if "Unsupported global" in line), lines[0])
-            raise ValueError(
-                f"{path}: not readable as tensors only ({type(err).__name__}: {detail}). If you trust the "
-                "file, load it with torch.load(path, weights_only=False) and pass the resulting dict"
-            ) from err
+        from hotpose.checkpoints import load_torch_file
+
+        # weights only, plus numpy arrays (the RNG state some MixSTE-style files carry), rebuilt without code
+        obj = load_torch_file(path, what="official checkpoint", allow_numpy=True)
         where = str(path)
     elif isinstance(source, Mapping):
         obj, where = source, "state_dict"

@@ -350,23 +350,25 @@ def build_tokenizer(config: Mapping[str, Any] | None = None) -> PoseTokenizer:
 def load_tokenizer(path: str | Path) -> PoseTokenizer:
     """A trained tokenizer from ``tokenizer.pt`` (:func:`tokenizer_state`) or from a Lightning checkpoint of
     :class:`hotpose.tokenizer_lit.TokenizerModule` (``python -m hotpose.train task=tokenizer``)."""
+    from hotpose.checkpoints import CheckpointError, load_torch_file
+
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"tokenizer checkpoint {path} does not exist (train one with "
+        raise CheckpointError(f"tokenizer checkpoint {path} does not exist (train one with "
                          "`python -m hotpose.train task=tokenizer`)")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = load_torch_file(path, what="tokenizer checkpoint")
     if isinstance(blob, dict) and "config" in blob and "state_dict" in blob:
         config, state = blob["config"], blob["state_dict"]
     elif isinstance(blob, dict) and "state_dict" in blob and "tokenizer" in blob.get("hyper_parameters", {}):
         config = blob["hyper_parameters"]["tokenizer"]
         state = {k.removeprefix("tokenizer."): v for k, v in blob["state_dict"].items() if k.startswith("tokenizer.")}
     else:
-        raise ValueError(f"{path} is neither a tokenizer.pt nor a checkpoint of `task=tokenizer` (no 'config' + "
+        raise CheckpointError(f"{path} is neither a tokenizer.pt nor a checkpoint of `task=tokenizer` (no 'config' + "
                          "'state_dict', nor hyper_parameters.tokenizer)")
     tokenizer = build_tokenizer(config)
     missing, unexpected = tokenizer.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: tokenizer weights do not match its config {config}: missing {missing}, "
+        raise CheckpointError(f"{path}: tokenizer weights do not match its config {config}: missing {missing}, "
                          f"unexpected {unexpected}")
     if not bool(tokenizer.quantizer.initialised):
         warnings.warn(f"{path}: the tokenizer's codebook was never initialised (was it trained?)", stacklevel=2)

@@ -69,12 +69,12 @@ def test_action_filter_counts_skipped_sequences(caplog) -> None:
 
 def test_h36m_32_joints_reduced_and_2d_truncated(tmp_path) -> None:
     world = random_world(12, 32)
-    world[:, :, 0] = np.arange(32)  # x = joint number, to see which joints are kept
+    world[:, :, 0] = np.arange(32) / 10  # x = joint number / 10 (metres), to see which joints are kept
     write_3d(tmp_path / "data_3d_h36m.npz", {"S1": {"Walking 1": world}})
     views = [pixels(15, i) for i in range(4)]
     write_2d(tmp_path / "data_2d_h36m_cpn_ft_h36m_dbb.npz", {"S1": {"Walking 1": views}})
     loaded = load_positions_3d(tmp_path / "data_3d_h36m.npz", "h36m")["S1"]["Walking 1"]
-    np.testing.assert_array_equal(loaded[0, :, 0], H36M_KEPT_JOINTS)
+    np.testing.assert_array_equal(np.round(loaded[0, :, 0] * 10), H36M_KEPT_JOINTS)
     records = load_sequences(tmp_path, "h36m", "cpn_ft_h36m_dbb", ["S1"])
     assert len(records) == 4 and all(r.pose_2d.shape == (12, 17, 2) for r in records)
     cam = load_cameras()["S1"][3]

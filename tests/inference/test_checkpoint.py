@@ -33,7 +33,7 @@ def test_foreign_weights_are_refused_not_loaded_into_a_default_model(tmp_path) -
 
 def test_weights_of_another_configuration_are_refused(tmp_path) -> None:
     path = save_checkpoint(tmp_path / "m.ckpt", tiny_mixste(frames=9, tokens=3))
-    checkpoint = torch.load(path, weights_only=False)
+    checkpoint = torch.load(path, weights_only=True)
     checkpoint["hyper_parameters"]["model"] = tiny_mixste(frames=9, tokens=3, recoverer="none")
     torch.save(checkpoint, path)
     with pytest.raises(ValueError, match="unexpected.*recoverer"):
@@ -48,5 +48,5 @@ def test_unreadable_or_missing_checkpoint(tmp_path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         load_model(tmp_path / "none.ckpt")
     (tmp_path / "text.ckpt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="cannot be read"):
+    with pytest.raises(ValueError, match=r"text.ckpt is damaged or not a torch file"):
         load_model(tmp_path / "text.ckpt")

@@ -164,7 +164,7 @@ def test_json_frames_with_missing_frame_and_person_axis(tmp_path) -> None:
 
 
 def test_stored_detected_flags_mark_frames_missing(tmp_path) -> None:
-    np.savez(tmp_path / "k.npz", keypoints=np.zeros((3, 17, 2)), detected=[True, False, True], width=10,
+    np.savez(tmp_path / "k.npz", keypoints=np.full((3, 17, 2), 5.0), detected=[True, False, True], width=10,
              height=10, layout="h36m")
     track = load_keypoints(tmp_path / "k.npz")
     assert track.detected.tolist() == [True, False, True] and np.isnan(track.points[1]).all()

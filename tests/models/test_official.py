@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -226,8 +227,15 @@ def test_bad_override_and_bad_source() -> None:
 def test_file_with_pickled_objects_is_not_unpickled(tmp_path: Path) -> None:
     path = tmp_path / "with_object.pth"
     torch.save({"model_pos": {"a": torch.zeros(1)}, "extra": Path("x")}, path)
-    with pytest.raises(ValueError, match=r"not readable as tensors only .*weights_only=False"):
+    with pytest.raises(ValueError, match=r"with_object.pth holds a pickled pathlib.*PosixPath, which could run code"):
         read_state_dict(path)
+
+
+def test_numpy_rng_state_of_official_files_is_rebuilt_without_code(tmp_path: Path) -> None:
+    """MixSTE-style training scripts save ``np.random.get_state()`` next to the weights."""
+    path = tmp_path / "epoch_10.bin"
+    torch.save({"model_pos": {"a": torch.ones(2)}, "random_state": np.random.RandomState(3).get_state()}, path)
+    assert torch.equal(read_state_dict(path)["a"], torch.ones(2))
 
 
 # ------------------------------------------------------------------------- wrappers and prefixes
@@ -295,7 +303,10 @@ def test_convert_writes_a_rebuildable_hotpose_checkpoint(tmp_path: Path,
     source, target = tmp_path / "hot_mixste.pth", tmp_path / "out" / "hot_mixste.ckpt"
     torch.save(data["weights"], source)
     convert_main(["--variant", "hot_mixste", "--input", str(source), "--output", str(target)])
-    assert "prune to 9 before block 3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "prune to 9 before block 3" in out
+    # what the weights cannot show is said, not silently assumed
+    assert "note: assumed heads=8 (the official value): the weights do not show the head count" in out
 
     ckpt = torch.load(target, weights_only=True)
     assert ckpt["hotpose_variant"] == "hot_mixste" and ckpt["source"] == str(source)
@@ -321,6 +332,25 @@ def test_convert_reports_errors_without_a_traceback(tmp_path: Path, capsys: pyte
     assert not target.exists()
 
 
+def test_convert_says_what_it_cannot_tell_from_the_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = fixture("tpc_mixste")
+    source = tmp_path / "model.pth"
+    torch.save(data["weights"], source)
+    convert_main(["--variant", "mixste", "--input", str(source), "--output", str(tmp_path / "a.ckpt")])
+    out = capsys.readouterr().out
+    assert "note: not checked: a mixste file holds the same tensors as a tpc_mixste one" in out
+    convert_main(["--variant", "tpc_mixste", "--input", str(source), "--output", str(tmp_path / "b.ckpt"),
+                  "--heads", "8", *[f"--{k.replace('_', '-')}={v}" for k, v in data["overrides"].items()]])
+    out = capsys.readouterr().out
+    assert "assumed heads" not in out and "a tpc_mixste file holds the same tensors as a mixste one" in out
+    assert "assumed pruning" not in out  # both given
+    from hotpose.convert import assumptions
+
+    model = {"backbone": {"net": {"heads": 8}}, "pruner": {"tokens": 61, "layer": 7}}
+    notes = assumptions("tpc_mixste", {"heads": 8}, {"hyper_parameters": {"model": model}})
+    assert notes[-1].startswith("assumed pruning to 61 tokens before block 7 (official values")
+
+
 def test_hotpose_checkpoint_keys_match_the_wrapped_net() -> None:
     model = load_official(fixture("motionagformer")["weights"], "motionagformer")
     ckpt = hotpose_checkpoint(model)
@@ -337,7 +367,7 @@ def test_converted_checkpoint_loads_into_the_lightning_module(tmp_path: Path) ->
     torch.save(data["weights"], source)
     convert_main(["--variant", "tpc_mixste", "--input", str(source), "--output", str(target),
                   *[f"--{k.replace('_', '-')}={v}" for k, v in data["overrides"].items()]])
-    module = HotposeModule.load_from_checkpoint(target, map_location="cpu", weights_only=False).eval()
+    module = HotposeModule.load_from_checkpoint(target, map_location="cpu", weights_only=True).eval()
     assert module.hparams.pipeline == "seq2frame" and module.hparams.flip_reselect is False
     torch.manual_seed(data["seed"])
     with torch.no_grad():
