@@ -18,7 +18,6 @@ file and the entry.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from hotpose.data.camera import normalize_screen
+from hotpose.data.safe_npz import load_npz
 from hotpose.data.skeleton import MPI_INF_3DHP_ROOT, MPI_INF_3DHP_TO_H36M, NUM_JOINTS
 from hotpose.data.sources import DataError, SequenceRecord
 
@@ -63,26 +63,10 @@ class TestSequence:
 def _read_pickled_npz(path: Path) -> Any:
     """The object stored under ``data`` in a pickled npz file: the one place this module opens one.
 
-    The files are pickled dicts, so reading them needs pickle; the project's restricted loader replaces the
-    ``np.load`` call here (one line) when it exists.
+    The files are pickled dicts; :func:`~hotpose.data.safe_npz.load_npz` unpickles them with a restricted
+    unpickler, so a crafted file cannot run code (it is refused, naming the file and the global).
     """
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        npz = np.load(path, allow_pickle=True)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: cannot be read as an npz file ({err})") from err
-    except Exception as err:  # unpickling a foreign file can raise anything
-        raise DataError(f"{path}: cannot be read as an npz file ({type(err).__name__}: {err})") from err
-    if not hasattr(npz, "files"):  # a .npy file gives a plain array
-        raise DataError(f"{path}: not an npz archive (holds a single {type(npz).__name__})")
-    with npz:
-        if "data" not in npz.files:
-            raise DataError(f"{path}: missing key 'data' (has {sorted(npz.files)})")
-        try:
-            value = npz["data"]
-        except Exception as err:
-            raise DataError(f"{path}: key 'data' cannot be read ({type(err).__name__}: {err})") from err
+    value = load_npz(path, keys=["data"])["data"]
     if isinstance(value, np.ndarray) and value.dtype == object and value.shape == ():
         value = value.item()
     return value
