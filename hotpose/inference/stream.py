@@ -67,6 +67,8 @@ class StreamPose:
         pose: ``(17, 3)`` float32 metres, camera frame, root joint 0; NaN before the first usable frame.
         detected: the frame had a detection. filled: ``(17,)`` joints held from the past, not detected.
         lag: frames pushed after this one before it was emitted (its latency in frames).
+        keypoints_2d: ``(17, 2)`` H36M pixels given to the model (after holding), NaN before the first
+            usable frame.
     """
 
     frame: int
@@ -74,6 +76,7 @@ class StreamPose:
     detected: bool
     filled: np.ndarray
     lag: int
+    keypoints_2d: np.ndarray = field(repr=False, default_factory=lambda: np.full((NUM_JOINTS, 2), np.nan))
 
     def __iter__(self) -> Iterator[object]:
         return iter((self.frame, self.pose))
@@ -228,7 +231,7 @@ class PoseStream:
         out = []
         for f, pose in zip(done, poses, strict=True):
             info = self._pending.pop(f)
-            out.append(StreamPose(f, pose, info.detected, info.filled, newest - f))
+            out.append(StreamPose(f, pose, info.detected, info.filled, newest - f, info.points))
         self._drop_old()
         return out
 
