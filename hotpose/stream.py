@@ -9,6 +9,8 @@ detector (in this process, or in one long-lived worker of ``detector.python``:
 - printed as one JSON line on stdout with ``json_lines=true`` (the human-readable lines then go to stderr),
 - kept for ``poses_3d.npz`` and ``summary.json`` in ``output_dir``, written at the end (also on Ctrl-C).
 
+``realtime=true`` plays a file at its frame rate, as a camera would deliver it.
+
 Timings: *latency* is the wall time from reading a frame to its pose (it includes waiting for the
 ``delay`` future frames, so at a camera's rate it is at least ``delay / fps``); *lifting* and *detection*
 are the model and detector time per frame; *throughput* is frames per second of the whole loop.
@@ -78,17 +80,32 @@ def make_detector(cfg: DictConfig):
     return build_detector(name, **options)
 
 
+def paced(frames: Iterator, fps: float | None) -> Iterator:
+    """``frames`` delivered no faster than ``fps`` (a file played as if it were a camera); as is without fps."""
+    start = time.perf_counter()
+    for t, item in enumerate(frames):
+        if fps:
+            wait = start + t / fps - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+        yield item
+
+
 def open_source(cfg: DictConfig) -> Source:
     """The frames of ``cfg.input`` (module docstring); ValueError for a bad input."""
     index = camera_index(cfg.input)
     kind = "camera" if index is not None else input_kind(str(cfg.input))
+
+    def pace(fps: float | None) -> float | None:
+        return float(fps or DEFAULT_FPS) if cfg.get("realtime") and kind != "camera" else None
+
     if kind == "keypoints":
         track = load_keypoints(str(cfg.input), layout=cfg.get("layout"), width=cfg.get("width"),
                                height=cfg.get("height"), person=int(cfg.person), neck_nose=str(cfg.neck_nose))
         scores = track.scores
 
         def from_file():
-            for t in range(len(track)):
+            for t in paced(range(len(track)), pace(track.fps)):
                 points = None if not np.isfinite(track.points[t]).any() else track.points[t]
                 yield None, points, None if scores is None or points is None else scores[t]
 
@@ -101,7 +118,7 @@ def open_source(cfg: DictConfig) -> Source:
     limit = cfg.get("max_frames")
 
     def detected():
-        for t, rgb in enumerate(frames):
+        for t, rgb in enumerate(paced(frames, pace(info.fps))):
             if limit is not None and t >= int(limit):
                 return
             tick = time.perf_counter()

@@ -127,3 +127,37 @@ def test_percentiles_by_hand() -> None:
     values = [float(v) for v in range(1, 21)]  # 1 .. 20
     assert percentiles(values) == {"median": 10.5, "p95": 19.0}
     assert np.isnan(percentiles([])["median"])
+
+
+def test_realtime_paces_a_file(tmp_path, ckpt) -> None:
+    save_keypoints(tmp_path / "k.npz", walking_keypoints(6), None, 640, 480, "h36m", fps=20.0)
+    summary = run_stream(stream_config(input=tmp_path / "k.npz", ckpt=ckpt, output_dir=tmp_path / "o",
+                                       realtime="true", delay=2), out=io.StringIO())
+    assert summary["throughput_fps"] < 20.0 * 1.05  # never faster than the file's 20 frames/s
+    # frames wait for their 2 look-ahead frames at 20 frames/s: at least 100 ms (the last ones are flushed)
+    assert summary["latency_ms"]["p95"] >= 100.0
+
+
+def _demo_setup():
+    from test_video import _real_video_setup
+
+    return _real_video_setup()
+
+
+@pytest.mark.skipif(_demo_setup() is None,
+                    reason="opt-in: set HOTPOSE_DEMO_VIDEO to the Sports2D clip (scripts/demo_video.py --fetch-only) "
+                           "and install mediapipe here or set HOTPOSE_DETECTOR_PYTHON to an interpreter with it")
+def test_demo_clip_streamed_as_if_live(tmp_path, ckpt) -> None:
+    video, python = _demo_setup()
+    out = io.StringIO()
+    summary = run_stream(stream_config(input=video, ckpt=ckpt, output_dir=tmp_path / "out", delay=0, realtime="true",
+                                       json_lines="true", display="false", max_frames=60,
+                                       **{"detector.python": python or "null"}), out=out)
+    assert [json.loads(line)["frame"] for line in out.getvalue().splitlines()] == list(range(60))
+    with np.load(tmp_path / "out" / "poses_3d.npz") as result:
+        detected = result["detected"]
+        assert result["poses_3d"].shape == (60, 17, 3) and detected.mean() > 0.5
+        k = result["keypoints_2d"][detected]
+        assert ((k[..., 0] > -0.1 * result["width"]) & (k[..., 0] < 1.1 * result["width"])).mean() > 0.95
+        assert np.isfinite(result["poses_3d"][detected]).all()
+    assert summary["detection_ms_per_frame"]["median"] > 0 and summary["kind"] == "video"
