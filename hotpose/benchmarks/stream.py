@@ -195,7 +195,7 @@ def format_table(rows: Sequence[StreamRow], detectors: dict[str, dict[str, float
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.model} | {r.frames} | {r.threads} | {r.stride} | {r.delay} | {r.latency_median_ms:.1f} "
-                     f"| {r.latency_p95_ms:.1f} | {r.frames_per_second:.1f} |")
+                     f"| {r.latency_p95_ms:.1f} | {r.frames_per_second:.3g} |")
     lines += ["", "| detector | frame size | per frame median (ms) | p95 (ms) |", "|---|---|---|---|"]
     for name, row in detectors.items():
         if isinstance(row, str):
@@ -235,7 +235,7 @@ def main(argv: Sequence[str] = ()) -> int:
                     row = time_stream(name, model, t, stride, args.delay, args.windows, not args.no_flip)
                     rows.append(row)
                     print(f"{name}: {t} thread(s), stride {stride}: median {row.latency_median_ms:.1f} ms, "
-                          f"p95 {row.latency_p95_ms:.1f} ms, {row.frames_per_second:.1f} frames/s", flush=True)
+                          f"p95 {row.latency_p95_ms:.1f} ms, {row.frames_per_second:.3g} frames/s", flush=True)
     finally:
         torch.set_num_threads(previous)
     detectors = detector_rows(args.detector_python, args.video, args.detector_frames)
