@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--keypoints", default="det")
     parser.add_argument("--subjects", default="S9,S11")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=256, help="windows per model call (offline twin)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,7 +81,8 @@ def main() -> None:
             errors: dict[str, list[np.ndarray]] = defaultdict(list)
             start = time.perf_counter()
             k = half if delay == "centre" else delay
-            twin = Lifter(lifter.model, flip=True, plan="centred", delay=k) if isinstance(k, int) else lifter
+            twin = Lifter(lifter.model, flip=True, plan="centred", delay=k, batch_size=args.batch_size) \
+                if isinstance(k, int) else lifter
             for record in records:
                 size = (record.res_w, record.res_h)
                 pixels = denormalize_screen(record.pose_2d.astype(np.float64), *size).astype(np.float32)
