@@ -29,9 +29,10 @@ from omegaconf import DictConfig
 
 from hotpose.data.skeleton import JOINT_NAMES, PARENTS
 from hotpose.errors import check_required, user_errors_exit, writable_folder
-from hotpose.inference.checkpoint import LoadedModel, load_model
+from hotpose.inference.checkpoint import LoadedModel
 from hotpose.inference.keypoints import KeypointTrack, load_keypoints
-from hotpose.inference.lifting import LiftResult, lift_track
+from hotpose.inference.lifter import Lifter
+from hotpose.inference.lifting import LiftResult
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
@@ -176,6 +177,15 @@ def render_outputs(cfg: DictConfig, result: LiftResult, track: KeypointTrack, vi
     return outputs
 
 
+def lifter_from_config(cfg: DictConfig) -> Lifter:
+    """The :class:`~hotpose.inference.lifter.Lifter` of ``ckpt``, ``device``, ``precision`` and ``lifting.*``."""
+    lifting = cfg.lifting
+    return Lifter.from_checkpoint(str(cfg.ckpt), device=str(cfg.device), precision=str(cfg.get("precision", "float32")),
+                                  flip=bool(lifting.flip), batch_size=int(lifting.batch_size),
+                                  stride=lifting.get("stride"), use_scores=bool(lifting.use_scores),
+                                  plan=str(lifting.get("plan", "tiled")), delay=lifting.get("delay"))
+
+
 def run_inference(cfg: DictConfig) -> dict[str, Any]:
     """The whole pipeline for one input; returns the summary also written to ``summary.json``."""
     if cfg.get("threads"):
@@ -183,8 +193,9 @@ def run_inference(cfg: DictConfig) -> dict[str, Any]:
     source = Path(str(cfg.input))
     kind = input_kind(source)
     out_dir = writable_folder(Path(str(cfg.output_dir)), "output_dir")
-    model = load_model(str(cfg.ckpt))  # before detection: a bad checkpoint fails fast
-    print(f"model: {model.describe()}")
+    lifter = lifter_from_config(cfg)  # before detection: a bad checkpoint fails fast
+    model = lifter.model
+    print(f"model: {lifter.describe()}")
     timings: dict[str, float] = {}
     if kind == "video":
         track, timings = detect(cfg, source, out_dir)
@@ -195,9 +206,7 @@ def run_inference(cfg: DictConfig) -> dict[str, Any]:
         video = Path(str(cfg.video)) if cfg.get("video") else None
     fps = float(cfg.fps or track.fps or DEFAULT_FPS)
     torch.manual_seed(int(cfg.seed))
-    result = lift_track(model.net, track, model.pipeline, flip=bool(cfg.lifting.flip),
-                        batch_size=int(cfg.lifting.batch_size), stride=cfg.lifting.get("stride"),
-                        use_scores=bool(cfg.lifting.use_scores), device=str(cfg.device))
+    result = lifter.lift_track(track)
     npz = save_result(out_dir / "poses_3d.npz", result, track, fps, model)
     t = len(result.poses_3d)
     summary: dict[str, Any] = {

@@ -97,10 +97,20 @@ class MediaPipePose:
 
 
 def build_detector(name: str, **options: float | bool) -> PoseDetector:
-    """A detector by name (``mediapipe``); raises :class:`DetectorUnavailable` when it cannot run here."""
+    """A detector by name (``mediapipe``) or by ``module:factory`` (your own :class:`PoseDetector`, called
+    with ``options``); raises :class:`DetectorUnavailable` when it cannot run here."""
     if name == "mediapipe":
         return MediaPipePose(**options)
-    raise ValueError(f"unknown detector {name!r}; available: mediapipe (or pass your own PoseDetector)")
+    if ":" in name:
+        import importlib
+
+        module, _, attribute = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"detector {name!r} cannot be imported: {error}") from None
+        return factory(**options)
+    raise ValueError(f"unknown detector {name!r}; available: mediapipe, or module:factory of your own PoseDetector")
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,32 @@ def open_video(path: str | Path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
     fps = float(capture.get(cv2.CAP_PROP_FPS)) or None
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     info = VideoInfo(width=first.shape[1], height=first.shape[0], fps=fps, frames=count)
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            frame = first
+            while frame is not None:
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                ok, frame = capture.read()
+                if not ok:
+                    frame = None
+        finally:
+            capture.release()
+
+    return info, frames()
+
+
+def open_camera(index: int) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+    """A camera (OpenCV device ``index``) as :func:`open_video` gives a file: its info and RGB frames,
+    until the camera stops delivering."""
+    cv2 = _cv2()
+    capture = cv2.VideoCapture(int(index))
+    ok, first = capture.read() if capture.isOpened() else (False, None)
+    if not ok or first is None:
+        capture.release()
+        raise ValueError(f"camera {index} cannot be opened or gives no picture (input=N is an OpenCV camera index)")
+    info = VideoInfo(width=first.shape[1], height=first.shape[0],
+                     fps=float(capture.get(cv2.CAP_PROP_FPS)) or None, frames=None)
 
     def frames() -> Iterator[np.ndarray]:
         try:

@@ -274,7 +274,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     raise ValueError(f"{path}: unsupported keypoint file type {suffix!r}; use .npz, .npy or .json")
 
 
-def _origin_frames_missing(array: np.ndarray, path: Path) -> np.ndarray:
+def _origin_frames_missing(array: np.ndarray, where: str | Path) -> np.ndarray:
     """Frames whose every joint is at exactly (0, 0) -- OpenPose-style files' "no person" marker -- as NaN.
 
     Counted as detections they would pull a whole window towards the image corner.
@@ -285,11 +285,11 @@ def _origin_frames_missing(array: np.ndarray, path: Path) -> np.ndarray:
         array = array.copy()
         array[empty, :, :2] = np.nan
         log.warning("%s: %d of %d frames have every keypoint at (0, 0), the 'no person' marker of OpenPose-style "
-                    "files; they are treated as missing", path, int(empty.sum()), len(array))
+                    "files; they are treated as missing", where, int(empty.sum()), len(array))
     stray = int(origin[~empty].sum())
     if stray:
         log.warning("%s: %d single keypoints at exactly (0, 0) in frames with a person (OpenPose's marker of a "
-                    "joint it did not find?) are used as given; set them to NaN to mark them unknown", path, stray)
+                    "joint it did not find?) are used as given; set them to NaN to mark them unknown", where, stray)
     return array
 
 
@@ -315,43 +315,63 @@ def load_keypoints(path: str | Path, layout: str | None = None, width: int | Non
         raise ValueError(f"{path}: cannot be read as a keypoint file ({error})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path}: cannot be read as a keypoint file ({error})") from None
+    fps = fields.get("fps")
+    return track_from_array(
+        fields["keypoints"], layout=layout if layout is not None else fields.get("layout"),
+        width=width if width is not None else fields.get("width"),
+        height=height if height is not None else fields.get("height"), scores=fields.get("scores"),
+        detected=fields.get("detected"), person=person, neck_nose=neck_nose,
+        fps=None if fps is None else float(fps), where=str(path))
+
+
+def track_from_array(keypoints: Any, layout: str | None, width: Any, height: Any, scores: Any = None,
+                     detected: Any = None, person: int = 0, neck_nose: str = "nose", fps: float | None = None,
+                     where: str = "keypoints") -> KeypointTrack:
+    """An H36M-17 :class:`KeypointTrack` from a keypoint array of any supported layout.
+
+    ``keypoints`` is ``(t, J, 2)`` pixels, ``(t, J, 3)`` with confidences as the third channel, or
+    ``(m, t, J, c)`` with a person axis (``person`` picks one); ``scores (t, J)`` overrides the third
+    channel; ``detected (t,)`` marks frames without a detection (their points become NaN). ``layout`` is
+    checked against the joint count (17 joints must say ``h36m`` or ``coco``; 33 means BlazePose). Errors
+    name ``where`` (the file, or the caller's argument).
+    """
     try:
-        array = np.asarray(fields["keypoints"], dtype=np.float64)
+        array = np.asarray(keypoints, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{path}: keypoints are not a numeric array of equal-sized frames") from None
+        raise ValueError(f"{where}: keypoints are not a numeric array of equal-sized frames") from None
     if array.ndim == 4:
         if not 0 <= person < array.shape[0]:
-            raise ValueError(f"{path}: person={person} but the file has {array.shape[0]} people")
+            raise ValueError(f"{where}: person={person} but the file has {array.shape[0]} people")
         array = array[person]
     if array.ndim != 3 or array.shape[-1] not in (2, 3) or array.shape[0] == 0:
-        raise ValueError(f"{path}: keypoints must be (t, joints, 2|3) or (people, t, joints, 2|3) with t >= 1, "
+        raise ValueError(f"{where}: keypoints must be (t, joints, 2|3) or (people, t, joints, 2|3) with t >= 1, "
                          f"got shape {array.shape}")
+    if np.isinf(array).any():
+        raise ValueError(f"{where}: keypoints contain infinite values; mark unknown joints with NaN")
     t, joints = array.shape[:2]
-    layout = layout_of(joints, layout if layout is not None else fields.get("layout"), str(path))
-    w, h = check_image_size(width if width is not None else fields.get("width"),
-                            height if height is not None else fields.get("height"), str(path))
-    scores = array[..., 2] if array.shape[-1] == 3 else None
-    if fields.get("scores") is not None:
-        scores = np.asarray(fields["scores"], dtype=np.float64)
-        if scores.ndim == 3:
-            scores = scores[person]
-        if scores.shape != (t, joints):
-            raise ValueError(f"{path}: scores must be ({t}, {joints}), got {scores.shape}")
-    array = _origin_frames_missing(array, path)
+    layout = layout_of(joints, layout, where)
+    w, h = check_image_size(width, height, where)
+    frame_scores = array[..., 2] if array.shape[-1] == 3 else None
+    if scores is not None:
+        frame_scores = np.asarray(scores, dtype=np.float64)
+        if frame_scores.ndim == 3:
+            frame_scores = frame_scores[person]
+        if frame_scores.shape != (t, joints):
+            raise ValueError(f"{where}: scores must be ({t}, {joints}), got {frame_scores.shape}")
+    array = _origin_frames_missing(array, where)
     finite = array[..., :2][np.isfinite(array[..., :2])]
     if finite.size and np.abs(finite).max() <= 2.0 and max(w, h) > 4:
-        raise ValueError(f"{path}: every keypoint lies within [-2, 2] in a {w}x{h} image, so they look normalised "
+        raise ValueError(f"{where}: every keypoint lies within [-2, 2] in a {w}x{h} image, so they look normalised "
                          "already; keypoint files hold pixel coordinates")
-    points, mapped_scores = to_h36m(array[..., :2], scores, layout, neck_nose=neck_nose)
-    detected = np.isfinite(points).all(axis=(1, 2))
-    if fields.get("detected") is not None:
-        flags = np.asarray(fields["detected"]).astype(bool).reshape(-1)
+    points, mapped_scores = to_h36m(array[..., :2], frame_scores, layout, neck_nose=neck_nose)
+    found = np.isfinite(points).all(axis=(1, 2))
+    if detected is not None:
+        flags = np.asarray(detected).astype(bool).reshape(-1)
         if flags.shape != (t,):
-            raise ValueError(f"{path}: detected must have one flag per frame ({t}), got {flags.shape}")
-        detected &= flags
+            raise ValueError(f"{where}: detected must have one flag per frame ({t}), got {flags.shape}")
+        found &= flags
         points[~flags] = np.nan
-    fps = fields.get("fps")
-    return KeypointTrack(points, mapped_scores, detected, w, h, None if fps is None else float(fps), layout)
+    return KeypointTrack(points, mapped_scores, found, w, h, fps, layout)
 
 
 def save_keypoints(path: str | Path, points: np.ndarray, scores: np.ndarray | None, width: int, height: int,

@@ -13,6 +13,9 @@ Steps (:func:`lift_track`):
    (:mod:`hotpose.data.windows`): ``seq2seq`` tiles the track with ``stride`` (default ``F``, no overlap)
    and keeps every real frame of every window; ``seq2frame`` (models that keep the centre frame) runs one
    window centred on every frame and keeps its centre. A sequence shorter than ``F`` is one padded window.
+   ``plan="centred"`` uses the windows of a live stream instead (:func:`centred_windows`: each frame from a
+   window centred on it, or on the last frame of its group of ``stride``, the future beyond ``delay``
+   frames edge-replicated), so that :class:`~hotpose.inference.stream.PoseStream` has an offline twin.
 5. **Flip TTA** (optional): the mirrored windows are run too and their mirrored-back outputs enter the same
    per-frame average; each pass selects its own tokens.
 6. **Stitching.** Every output frame is added to the input frame it came from (``frame_index``); frames
@@ -65,16 +68,26 @@ def fill_missing(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return filled.astype(values.dtype), missing
 
 
-def window_index(length: int, frames: int, pipeline: str, stride: int | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+PLANS = ("tiled", "centred")
+
+
+def window_index(length: int, frames: int, pipeline: str, stride: int | None = None, plan: str = "tiled",
+                 delay: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Frame numbers ``(n, frames)`` of the inference windows over a track of ``length`` (clamped, i.e.
     edge-padded) and ``keep (n, frames)``: which window positions give a frame's output.
 
-    ``seq2seq``: windows tiling the track every ``stride`` (default ``frames``), keeping the real frames;
-    ``seq2frame``: a window centred on every frame, keeping only its centre.
+    ``plan="tiled"`` (the offline default): ``seq2seq`` windows tile the track every ``stride`` (default
+    ``frames``), keeping the real frames; ``seq2frame`` runs a window centred on every frame and keeps its
+    centre. ``plan="centred"``: the windows of a live stream (:func:`centred_windows`) with ``delay`` frames
+    of look-ahead (default: the full half window) and ``stride`` (default 1).
     """
     if pipeline not in PIPELINES:
         raise ValueError(f"pipeline must be one of {PIPELINES}, got {pipeline!r}")
+    if plan not in PLANS:
+        raise ValueError(f"window plan must be one of {PLANS}, got {plan!r}")
+    if plan == "centred":
+        return centred_windows(length, frames, pipeline, (frames - 1) // 2 if delay is None else delay,
+                               stride or 1)
     lengths = np.array([length])
     if pipeline == "seq2seq":
         table = seq2seq_table(lengths, frames, stride)
@@ -85,6 +98,92 @@ def window_index(length: int, frames: int, pipeline: str, stride: int | None = N
         keep = np.zeros_like(index, dtype=bool)
         keep[:, (frames - 1) // 2] = True
     return index, keep
+
+
+def check_stream_plan(frames: int, pipeline: str, delay: int, stride: int) -> None:
+    """ValueError unless ``0 <= delay <= (frames - 1) // 2`` and ``1 <= stride`` (``<= half + 1`` for seq2seq)."""
+    half = (frames - 1) // 2
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline must be one of {PIPELINES}, got {pipeline!r}")
+    if not 0 <= delay <= half:
+        raise ValueError(f"delay must be 'centre' or a whole number of frames in [0, {half}] for a "
+                         f"{frames}-frame model, got {delay!r}")
+    if stride < 1 or (pipeline == "seq2seq" and stride > half + 1):
+        top = half + 1 if pipeline == "seq2seq" else "any"
+        raise ValueError(f"stride must be in [1, {top}] for a {frames}-frame {pipeline} model, got {stride!r}")
+
+
+def group_windows(last: int, frames: int, pipeline: str, stride: int, limit: int, first: int = 0,
+                  end: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The windows that give frames ``last - stride + 1 .. last`` of a stream whose newest usable frame is
+    ``limit`` and whose track starts at ``first`` (frames outside ``[first, limit]`` are edge-replicated).
+
+    Every window is centred (position ``h = (frames - 1) // 2``): ``seq2seq`` runs one window centred on
+    ``last`` and keeps positions ``h - stride + 1 .. h`` (so each of those frames has at least
+    ``limit - last`` real future frames); ``seq2frame`` runs one window centred on each frame and keeps the
+    centre. Frames ``>= end`` (past the end of a finished track) are not kept.
+    """
+    half = (frames - 1) // 2
+    offsets = np.arange(frames) - half
+    targets = np.arange(last - stride + 1, last + 1)
+    targets = targets[targets >= first]
+    if end is not None:
+        targets = targets[targets < end]
+    if pipeline == "seq2seq":
+        index = np.clip(last + offsets, first, limit)[None]
+        keep = np.isin(last + offsets, targets)[None]
+    else:
+        index = np.clip(targets[:, None] + offsets[None], first, limit)
+        keep = np.zeros_like(index, dtype=bool)
+        keep[:, half] = True
+    return index, keep
+
+
+def centred_windows(length: int, frames: int, pipeline: str, delay: int, stride: int = 1
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """All windows a stream with ``delay`` frames of look-ahead and ``stride`` runs over a track of
+    ``length`` (:func:`group_windows` for each group of ``stride`` frames, the future beyond
+    ``last + delay`` edge-replicated): the offline twin of :class:`hotpose.inference.stream.PoseStream`."""
+    check_stream_plan(frames, pipeline, delay, stride)
+    groups = [group_windows(last, frames, pipeline, stride, min(last + delay, length - 1), 0, length)
+              for last in range(stride - 1, length + stride - 1, stride)]
+    return np.concatenate([g[0] for g in groups]), np.concatenate([g[1] for g in groups])
+
+
+def model_inputs(points: np.ndarray, scores: np.ndarray | None, width: int, height: int, in_channels: int,
+                 use_scores: bool = True) -> np.ndarray:
+    """Pixels ``(..., 17, 2)`` → the model's input ``(..., 17, 2|3)`` float32: normalised screen coordinates,
+    plus the scores as a third channel for a 3-channel backbone (without scores the hourglass appends 1)."""
+    inputs = normalize_screen(points.astype(np.float32), width, height)
+    if in_channels == 3 and use_scores and scores is not None:
+        inputs = np.concatenate([inputs, scores[..., None].astype(np.float32)], axis=-1)
+    return inputs.astype(np.float32)
+
+
+@torch.no_grad()
+def run_windows(net: nn.Module, inputs: torch.Tensor, index: torch.Tensor, keep: torch.Tensor, total: torch.Tensor,
+                count: torch.Tensor, flip: bool = True, batch_size: int = 64, device: str | torch.device = "cpu",
+                precision: str = "float32") -> int:
+    """Run the windows ``inputs[index]`` (``index (n, F)`` rows of ``inputs (t, 17, c)``) in batches and add
+    every kept output frame (``keep (n, F)``) to ``total[frame]`` / ``count[frame]`` (in place); with
+    ``flip`` the mirrored windows too. Returns the number of passes (1 or 2)."""
+    from hotpose.precision import autocast
+
+    for lo in range(0, len(index), batch_size):
+        rows = index[lo:lo + batch_size]
+        x = inputs[rows].to(device)
+        passes = [(x, False)] + ([(flip_pose(x), True)] if flip else [])
+        for x_pass, mirrored in passes:
+            with autocast(precision, device):
+                out = net(x_pass)
+            pose = out.pose.float()
+            pose = flip_pose(pose) if mirrored else pose
+            position = out.frame_index.cpu()
+            source = torch.gather(rows, 1, position)  # input frame of each output frame
+            use = torch.gather(keep[lo:lo + batch_size], 1, position)
+            total.index_add_(0, source[use], pose.cpu().double()[use])
+            count.index_add_(0, source[use], torch.ones(int(use.sum()), dtype=torch.float64))
+    return 2 if flip else 1
 
 
 @dataclass
@@ -111,6 +210,11 @@ class LiftResult:
     seconds: float
 
     @property
+    def filled_frames(self) -> np.ndarray:
+        """``(t,)`` bool: frames with at least one joint not detected (interpolated or held)."""
+        return self.filled.any(axis=1)
+
+    @property
     def fps(self) -> float:
         return len(self.poses_3d) / max(self.seconds, 1e-9)
 
@@ -126,9 +230,10 @@ def check_per_frame_output(net: nn.Module, pipeline: str) -> None:
 
 @torch.no_grad()
 def lift_track(net: nn.Module, track: KeypointTrack, pipeline: str, flip: bool = True, batch_size: int = 64,
-               stride: int | None = None, use_scores: bool = True, device: str | torch.device = "cpu"
-               ) -> LiftResult:
-    """Lift ``track`` with the hourglass ``net`` (eval mode): see the module docstring."""
+               stride: int | None = None, use_scores: bool = True, device: str | torch.device = "cpu",
+               precision: str = "float32", plan: str = "tiled", delay: int | None = None) -> LiftResult:
+    """Lift ``track`` with the hourglass ``net`` (eval mode): see the module docstring. ``plan`` / ``delay``
+    choose the windows (:func:`window_index`); ``precision`` is one of :data:`hotpose.precision.PRECISIONS`."""
     check_per_frame_output(net, pipeline)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -139,33 +244,25 @@ def lift_track(net: nn.Module, track: KeypointTrack, pipeline: str, flip: bool =
         raw_scores = track.scores.astype(np.float32).copy()
         raw_scores[missing] = np.nan  # a filled joint's score is interpolated like its position
         scores = fill_missing(raw_scores[..., None])[0][..., 0]
-    inputs = normalize_screen(points.astype(np.float32), track.width, track.height)
-    if in_channels == 3 and use_scores and scores is not None:
-        inputs = np.concatenate([inputs, scores[..., None]], axis=-1)
-    index, keep = window_index(len(track), frames, pipeline, stride)
-    x_all = torch.as_tensor(inputs, dtype=torch.float32)
+    inputs = model_inputs(points, scores, track.width, track.height, in_channels, use_scores)
+    index, keep = window_index(len(track), frames, pipeline, stride, plan, delay)
     total = torch.zeros(len(track), inputs.shape[1], 3, dtype=torch.float64)
     count = torch.zeros(len(track), dtype=torch.float64)
-    index_t, keep_t = torch.as_tensor(index), torch.as_tensor(keep)
     net = net.to(device)
     start = time.perf_counter()
-    for lo in range(0, len(index), batch_size):
-        rows = index_t[lo:lo + batch_size]
-        x = x_all[rows].to(device)
-        passes = [(x, False)] + ([(flip_pose(x), True)] if flip else [])
-        for x_pass, mirrored in passes:
-            out = net(x_pass)
-            pose = flip_pose(out.pose) if mirrored else out.pose
-            position = out.frame_index.cpu()
-            source = torch.gather(rows, 1, position)  # input frame of each output frame
-            use = torch.gather(keep_t[lo:lo + batch_size], 1, position)
-            total.index_add_(0, source[use], pose.cpu().double()[use])
-            count.index_add_(0, source[use], torch.ones(int(use.sum()), dtype=torch.float64))
+    passes = run_windows(net, torch.as_tensor(inputs), torch.as_tensor(index), torch.as_tensor(keep), total,
+                         count, flip, batch_size, device, precision)
     seconds = time.perf_counter() - start
+    return LiftResult(stitch(total, count), points.astype(np.float32), scores, track.detected.copy(), missing,
+                      len(index), passes, seconds)
+
+
+def stitch(total: torch.Tensor, count: torch.Tensor) -> np.ndarray:
+    """Per-frame mean ``total / count`` as float32 numpy with the root joint set to 0; ValueError naming the
+    frames that received no prediction."""
     if bool((count == 0).any()):
         lost = torch.nonzero(count == 0).flatten()[:10].tolist()
         raise ValueError(f"frames {lost} received no prediction (does the pruner keep the centre frame?)")
     poses = (total / count[:, None, None]).float().numpy()
     poses[:, ROOT] = 0.0
-    return LiftResult(poses, points.astype(np.float32), scores, track.detected.copy(), missing, len(index),
-                      len(passes), seconds)
+    return poses
