@@ -272,8 +272,9 @@ class HotposeModule(pl.LightningModule):
         scored = self.predict_scored(batch)
         key = self._window_keys(batch, scored["position"])
         for mode in self.eval_modes:
+            # position: MPJVE only between frames adjacent in time (pruned seq2seq outputs its kept frames)
             self.metrics[f"{stage}_{mode}"].update(scored["pred"], scored["target"], scored["valid"],
-                                                   list(batch["action"]), key)
+                                                   list(batch["action"]), key, position=scored["position"])
         return {**scored, "input_2d": gather_frames(batch["input_2d"], scored["position"])}
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:

@@ -168,7 +168,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 def _fmt(mean: float, std: float, n: int) -> str:
     if math.isnan(mean):
-        return "–"
+        return "n/a"
     return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
 
 
@@ -194,6 +194,8 @@ def write_tables(rows: Sequence[Row], runs: Sequence[Run], out: Path) -> tuple[P
     if rows and rows[0].shared:
         lines += [f"Common to every row: `{' '.join(rows[0].shared)}`.", ""]
     lines += ["P1/P2/MPJVE: test set, mean ± std over seeds. GFLOPs: per clip, the paper's convention.", ""]
+    lines += ["n/a: not available (MPJVE needs scored frames adjacent in time: none in seq2frame, or in a "
+              "pruned seq2seq model without recovery that keeps no two neighbouring frames).", ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table]
     problems = [r for r in runs if r.status != "ok"]
