@@ -38,6 +38,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+import hotpose.cli_help  # noqa: F401  (registers the resolver of the --help text)
 from hotpose.inference.checkpoint import load_model
 from hotpose.models.hourglass import CONFIDENCE_CHANNELS, Hourglass
 from hotpose.models.pruners import TPC

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+import hotpose.cli_help  # noqa: F401  (registers the resolver of the --help text)
 from hotpose.data.skeleton import JOINT_NAMES, PARENTS
 from hotpose.inference.checkpoint import LoadedModel, load_model
 from hotpose.inference.keypoints import KeypointTrack, load_keypoints
