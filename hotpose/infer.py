@@ -31,6 +31,7 @@ from hotpose.data.skeleton import JOINT_NAMES, PARENTS
 from hotpose.inference.checkpoint import LoadedModel, load_model
 from hotpose.inference.keypoints import KeypointTrack, load_keypoints
 from hotpose.inference.lifting import LiftResult, lift_track
+from hotpose.progress import track as track_progress
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
@@ -137,7 +138,8 @@ def render_outputs(cfg: DictConfig, result: LiftResult, track: KeypointTrack, vi
     start = time.perf_counter()
 
     def pictures():
-        for i, image in zip(range(limit), _frames_for_render(video, limit)):
+        frames = zip(range(limit), _frames_for_render(video, limit))
+        for i, image in track_progress(frames, f"rendering {limit} frames", total=limit):
             picture = renderer.render(result.keypoints_2d[i], result.poses_3d[i], image,
                                       detected=bool(result.detected[i]), title=f"frame {i}",
                                       follow=bool(cfg.render.get("follow", False)))

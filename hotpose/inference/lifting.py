@@ -34,6 +34,7 @@ from hotpose.data.transforms import flip_pose
 from hotpose.data.windows import seq2frame_table, seq2seq_table, window_frames
 from hotpose.inference.keypoints import KeypointTrack
 from hotpose.models.recoverers import NoRecovery
+from hotpose.progress import track as track_progress
 
 PIPELINES = ("seq2seq", "seq2frame")
 
@@ -149,7 +150,7 @@ def lift_track(net: nn.Module, track: KeypointTrack, pipeline: str, flip: bool =
     index_t, keep_t = torch.as_tensor(index), torch.as_tensor(keep)
     net = net.to(device)
     start = time.perf_counter()
-    for lo in range(0, len(index), batch_size):
+    for lo in track_progress(range(0, len(index), batch_size), f"lifting {len(index)} windows, {batch_size} per batch"):
         rows = index_t[lo:lo + batch_size]
         x = x_all[rows].to(device)
         passes = [(x, False)] + ([(flip_pose(x), True)] if flip else [])
