@@ -197,6 +197,27 @@ class PosePictures(pl.Callback):
         self.num_windows = num_windows
         self.every_n_epochs = max(1, every_n_epochs)
         self._sample: dict[str, Any] | None = None
+        self._tested: tuple[int, str] | None = None  # (epoch, file) of the checkpoint the test restored
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        # trainer.test(ckpt_path="best") restores only the weights: the trainer's epoch stays the last one
+        if getattr(trainer.state, "fn", None) == "test" and "epoch" in checkpoint:
+            self._tested = (int(checkpoint["epoch"]), Path(str(trainer.ckpt_path or "checkpoint")).name)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._tested = None
+
+    def title(self, trainer: pl.Trainer, stage: str) -> tuple[str, str]:
+        """``(title, file stem)`` that say which weights made the predictions."""
+        if stage != "test":
+            return f"{stage}, epoch {trainer.current_epoch}", f"{stage}_epoch{trainer.current_epoch:03d}"
+        if self._tested is not None:
+            epoch, name = self._tested
+            return f"test, checkpoint of epoch {epoch} ({name})", f"test_epoch{epoch:03d}"
+        if trainer.current_epoch > 0:  # tested right after fitting, on the last weights
+            epoch = trainer.current_epoch - 1
+            return f"test, weights after epoch {epoch} (the last)", f"test_epoch{epoch:03d}"
+        return "test", "test"
 
     def _keep(self, outputs: Any, batch_idx: int) -> None:
         if batch_idx != 0 or not isinstance(outputs, dict) or "pred" not in outputs:
@@ -220,9 +241,9 @@ class PosePictures(pl.Callback):
         if self._sample is None:
             return
         sample, self._sample = self._sample, None
-        path = render_poses(sample["input_2d"], sample["pred"], sample["target"],
-                            self.dirpath / f"{stage}_epoch{trainer.current_epoch:03d}.png",
-                            title=f"{stage}, epoch {trainer.current_epoch}")
+        title, stem = self.title(trainer, stage)
+        path = render_poses(sample["input_2d"], sample["pred"], sample["target"], self.dirpath / f"{stem}.png",
+                            title=title)
         for logger in trainer.loggers:
             try:
                 if hasattr(logger, "log_image"):
