@@ -76,6 +76,10 @@ class SideBySideRenderer:
             setter([])
         self.lines_3d = [ax.plot([], [], [], color=c, lw=2.5)[0] for _, c in self.bones]
         self.title = self.figure.suptitle("", fontsize=10)
+        # what the panels are, and the colour key, which a single frame cannot tell by itself
+        self.figure.text(0.01, 0.015, "2D keypoints given to the model", fontsize=7, color="0.3")
+        self.figure.text(split, 0.015, f"3D prediction (root-relative, ±{radius:.1f} m)  left: blue, right: red",
+                         fontsize=7, color="0.3")
 
     def render(self, keypoints_2d: np.ndarray, pose_3d: np.ndarray, image: np.ndarray | None = None,
                detected: bool = True, title: str = "", follow: bool = False) -> np.ndarray:
