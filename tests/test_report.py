@@ -192,3 +192,12 @@ def test_sweep_files_compose_as_multirun(sweep: str) -> None:
         GlobalHydra.instance().clear()
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert cfg.hydra.sweeper.params and "seed" in cfg.hydra.sweeper.params
+
+
+def test_absent_mpjve_reads_not_available(tmp_path: Path) -> None:
+    folder = _job(tmp_path / "0", ["pipeline=seq2frame", "seed=1"])
+    (folder / "metrics.json").write_text(json.dumps({"test": {"exact": {"overall": {
+        "mpjpe_mm": 40.0, "p_mpjpe_mm": 30.0}}}, "stats": {}}))  # one scored frame per window: no MPJVE
+    row = next(line for line in build_report([tmp_path])["markdown"].read_text().splitlines()
+               if line.startswith("| (defaults)") or line.startswith("| pipeline"))
+    assert row.split("|")[5:8] == [" 40.00 ", " 30.00 ", " n/a "]
