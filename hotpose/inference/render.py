@@ -65,7 +65,8 @@ class SideBySideRenderer:
         self.axis_2d.set_ylim(self.height, 0)
         self.axis_2d.axis("off")
         self.lines_2d = [self.axis_2d.plot([], [], color=c, lw=2)[0] for _, c in self.bones]
-        self.points_2d = self.axis_2d.scatter(np.zeros(17), np.zeros(17), s=6, c="white", zorder=3)
+        # dark joints: white ones cut small bones into what looks like the dashed "no detection" style
+        self.points_2d = self.axis_2d.scatter(np.zeros(17), np.zeros(17), s=5, c="0.15", zorder=3)
         ax = self.axis_3d
         ax.set_xlim(-radius, radius)
         ax.set_ylim(-radius, radius)
