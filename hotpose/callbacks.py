@@ -148,36 +148,43 @@ def _draw_skeleton(ax: Any, pose: Any, colour: str, three_d: bool) -> None:
 
 
 def render_poses(input_2d: Any, pred: Any, target: Any, path: str | Path, title: str = "") -> Path:
-    """One row per window: 2D input, predicted (red) and true (black) 3D skeletons → a PNG.
+    """One row per window: the 2D input, and the predicted (red) over the true (black) 3D skeleton → a PNG.
 
-    ``input_2d (n, 17, 2)``, ``pred`` / ``target (n, 17, 3)`` numpy arrays (metres, root-relative).
+    ``input_2d (n, 17, 2)``, ``pred`` / ``target (n, 17, 3)`` numpy arrays (metres, root-relative). Both 3D
+    skeletons share one panel and one scale (fitted to the two), so that the error is seen, and the
+    panel's title gives that pose's P1.
     """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import numpy as np
 
     n = len(pred)
-    fig = plt.figure(figsize=(7.5, 2.6 * n))
+    fig = plt.figure(figsize=(6.4, 3.0 * n + 0.4))
     for i in range(n):
-        ax = fig.add_subplot(n, 3, 3 * i + 1)
+        ax = fig.add_subplot(n, 2, 2 * i + 1)
         _draw_skeleton(ax, input_2d[i], "tab:blue", three_d=False)
         ax.set_aspect("equal")
         ax.set_title("2D input" if i == 0 else "", fontsize=9)
         ax.axis("off")
-        for k, (pose, colour, name) in enumerate(((pred[i], "tab:red", "predicted 3D"),
-                                                  (target[i], "black", "true 3D"))):
-            ax3 = fig.add_subplot(n, 3, 3 * i + 2 + k, projection="3d")
-            _draw_skeleton(ax3, pose, colour, three_d=True)
-            for setter in (ax3.set_xlim, ax3.set_ylim, ax3.set_zlim):
-                setter(-1.0, 1.0)
-            ax3.set_title(name if i == 0 else "", fontsize=9)
-            ax3.view_init(elev=15, azim=-70)
-            ax3.set_xticklabels([])
-            ax3.set_yticklabels([])
-            ax3.set_zticklabels([])
+        ax3 = fig.add_subplot(n, 2, 2 * i + 2, projection="3d")
+        _draw_skeleton(ax3, target[i], "black", three_d=True)
+        _draw_skeleton(ax3, pred[i], "tab:red", three_d=True)
+        radius = float(np.ceil(max(np.abs(pred[i]).max(), np.abs(target[i]).max(), 0.1) * 10) / 10)
+        for setter in (ax3.set_xlim, ax3.set_ylim, ax3.set_zlim):
+            setter(-radius, radius)
+        ax3.set_box_aspect((1, 1, 1))
+        error_mm = float(np.linalg.norm(pred[i] - target[i], axis=-1).mean() * 1000)
+        ax3.set_title(("predicted (red) over true (black)\n" if i == 0 else "")
+                      + f"P1 {error_mm:.0f} mm, box ±{radius:.1f} m", fontsize=8)
+        ax3.view_init(elev=15, azim=-70)
+        ax3.set_xticklabels([])
+        ax3.set_yticklabels([])
+        ax3.set_zticklabels([])
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
@@ -197,6 +204,27 @@ class PosePictures(pl.Callback):
         self.num_windows = num_windows
         self.every_n_epochs = max(1, every_n_epochs)
         self._sample: dict[str, Any] | None = None
+        self._tested: tuple[int, str] | None = None  # (epoch, file) of the checkpoint the test restored
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        # trainer.test(ckpt_path="best") restores only the weights: the trainer's epoch stays the last one
+        if getattr(trainer.state, "fn", None) == "test" and "epoch" in checkpoint:
+            self._tested = (int(checkpoint["epoch"]), Path(str(trainer.ckpt_path or "checkpoint")).name)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._tested = None
+
+    def title(self, trainer: pl.Trainer, stage: str) -> tuple[str, str]:
+        """``(title, file stem)`` that say which weights made the predictions."""
+        if stage != "test":
+            return f"{stage}, epoch {trainer.current_epoch}", f"{stage}_epoch{trainer.current_epoch:03d}"
+        if self._tested is not None:
+            epoch, name = self._tested
+            return f"test, checkpoint of epoch {epoch} ({name})", f"test_epoch{epoch:03d}"
+        if trainer.current_epoch > 0:  # tested right after fitting, on the last weights
+            epoch = trainer.current_epoch - 1
+            return f"test, weights after epoch {epoch} (the last)", f"test_epoch{epoch:03d}"
+        return "test", "test"
 
     def _keep(self, outputs: Any, batch_idx: int) -> None:
         if batch_idx != 0 or not isinstance(outputs, dict) or "pred" not in outputs:
@@ -220,9 +248,9 @@ class PosePictures(pl.Callback):
         if self._sample is None:
             return
         sample, self._sample = self._sample, None
-        path = render_poses(sample["input_2d"], sample["pred"], sample["target"],
-                            self.dirpath / f"{stage}_epoch{trainer.current_epoch:03d}.png",
-                            title=f"{stage}, epoch {trainer.current_epoch}")
+        title, stem = self.title(trainer, stage)
+        path = render_poses(sample["input_2d"], sample["pred"], sample["target"], self.dirpath / f"{stem}.png",
+                            title=title)
         for logger in trainer.loggers:
             try:
                 if hasattr(logger, "log_image"):

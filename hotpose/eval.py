@@ -17,6 +17,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+import hotpose.cli_help  # noqa: F401  (registers the resolver of the --help text)
 from hotpose.callbacks import MetricsFile, format_table
 from hotpose.checkpoints import CheckpointError, load_torch_file
 from hotpose.config_checks import check_flip_combination

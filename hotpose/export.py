@@ -38,10 +38,13 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+import hotpose.cli_help  # noqa: F401  (registers the resolver of the --help text)
 from hotpose.errors import check_required, one_line_user_errors, writable_folder
 from hotpose.inference.checkpoint import load_model
 from hotpose.models.hourglass import CONFIDENCE_CHANNELS, Hourglass
 from hotpose.models.pruners import TPC
+from hotpose.progress import progress
+from hotpose.progress import track as track_progress
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts.pt"}
@@ -160,7 +163,7 @@ def check_parity(module: PoseExport, runner, inputs: list[Tensor], atol: float) 
     """Compare the exported ``runner`` with PyTorch on ``inputs``; ValueError past ``atol``."""
     worst, same_frames = 0.0, True
     with torch.no_grad():
-        for x in inputs:
+        for x in track_progress(inputs, "checking the export against PyTorch"):
             pose, frame_index = module(x)
             pose_x, frame_index_x = runner(x)
             if tuple(pose_x.shape) != tuple(pose.shape):
@@ -191,12 +194,13 @@ def export_checkpoint(ckpt: str | Path, formats: list[str], output_dir: str | Pa
         inputs = [x for b in batches for x in example_inputs(net.frames, net.in_channels, b, seed=b)]
         for fmt in formats:
             path = out_dir / (loaded.path.stem + SUFFIXES[fmt])
-            if fmt == "onnx":
-                export_onnx(module, example, path, opset)
-                runner = onnx_runner
-            else:
-                export_torchscript(module, example, path)
-                runner = torchscript_runner
+            with progress(f"exporting {fmt}"):  # the dynamo exporter takes minutes on large models
+                if fmt == "onnx":
+                    export_onnx(module, example, path, opset)
+                    runner = onnx_runner
+                else:
+                    export_torchscript(module, example, path)
+                    runner = torchscript_runner
             entry: dict[str, Any] = {"path": str(path), "bytes": path.stat().st_size}
             if check:
                 entry["check"] = check_parity(module, runner(path), inputs, atol)

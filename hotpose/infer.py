@@ -27,12 +27,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+import hotpose.cli_help  # noqa: F401  (registers the resolver of the --help text)
 from hotpose.data.skeleton import JOINT_NAMES, PARENTS
 from hotpose.errors import check_required, user_errors_exit, writable_folder
 from hotpose.inference.checkpoint import LoadedModel
 from hotpose.inference.keypoints import KeypointTrack, load_keypoints
 from hotpose.inference.lifter import Lifter
 from hotpose.inference.lifting import LiftResult
+from hotpose.progress import track as track_progress
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
@@ -156,7 +158,8 @@ def render_outputs(cfg: DictConfig, result: LiftResult, track: KeypointTrack, vi
     start = time.perf_counter()
 
     def pictures():
-        for i, image in zip(range(limit), _frames_for_render(video, limit)):
+        frames = zip(range(limit), _frames_for_render(video, limit))
+        for i, image in track_progress(frames, f"rendering {limit} frames", total=limit):
             picture = renderer.render(result.keypoints_2d[i], result.poses_3d[i], image,
                                       detected=bool(result.detected[i]), title=f"frame {i}",
                                       follow=bool(cfg.render.get("follow", False)))

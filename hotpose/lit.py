@@ -292,8 +292,9 @@ class HotposeModule(pl.LightningModule):
         scored = self.predict_scored(batch)
         key = self._window_keys(batch, scored["position"])
         for mode in self.eval_modes:
+            # position: MPJVE only between frames adjacent in time (pruned seq2seq outputs its kept frames)
             self.metrics[f"{stage}_{mode}"].update(scored["pred"], scored["target"], scored["valid"],
-                                                   list(batch["action"]), key)
+                                                   list(batch["action"]), key, position=scored["position"])
         if f"{stage}_benchmark" in self.metrics:
             frames = gather_frames(batch["frame_index"][..., None], scored["position"])[..., 0]
             self.metrics[f"{stage}_benchmark"].update(scored["pred"], scored["target"], scored["valid"],

@@ -8,6 +8,9 @@ Pure functions take poses ``(..., j, 3)`` (root-relative, any unit) and return o
   Procrustes alignment of each pose to its target; reflections are not allowed.
 - :func:`n_mpjpe`: MPJPE after the least-squares scale of the prediction.
 - :func:`mpjve`: velocity error between consecutive frames ``(b, f, j, 3)`` → ``(b, f-1)``.
+- :func:`adjacent_pairs`: which neighbouring scored frames are also neighbours in time. MPJVE only
+  counts those: a pruned seq2seq model without recovery outputs its kept frames, whose differences
+  are not velocities (uniform pruning keeps no two adjacent frames, so its MPJVE is absent).
 
 Two evaluation protocols (``mode``) are implemented by :class:`PoseErrorMetric`:
 
@@ -105,6 +108,14 @@ def mpjve(pred: Tensor, target: Tensor) -> Tensor:
     return mpjpe(pred.diff(dim=1), target.diff(dim=1))
 
 
+def adjacent_pairs(position: Tensor) -> Tensor:
+    """``(b, f)`` window positions of the scored frames → ``(b, f-1)`` bool, True where frame ``i + 1``
+    directly follows frame ``i`` in time (the only pairs whose difference is a velocity)."""
+    if position.ndim != 2:
+        raise ValueError(f"position must be (b, f), got {tuple(position.shape)}")
+    return position.diff(dim=1) == 1
+
+
 class PoseErrorMetric(Metric):
     """P1 / P2 / N-MPJPE / MPJVE per action and overall, in mm, under the ``exact`` or ``paper`` protocol.
 
@@ -149,7 +160,7 @@ class PoseErrorMetric(Metric):
         return torch.tensor(ids, dtype=torch.long, device=device)
 
     def update(self, pred: Tensor, target: Tensor, valid: Tensor, actions: Sequence[str],
-               key: Tensor | None = None) -> None:
+               key: Tensor | None = None, position: Tensor | None = None) -> None:
         """Add a batch of windows.
 
         Args:
@@ -157,6 +168,8 @@ class PoseErrorMetric(Metric):
             valid: ``(b, f)`` bool, True on real frames (``exact`` scores only those).
             actions: ``b`` action-group names.
             key: ``(b,)`` int64 unique id of each window (repeats are counted once), or None.
+            position: ``(b, f)`` window position of each scored frame; MPJVE counts only the pairs of
+                frames adjacent in time (:func:`adjacent_pairs`). None: the frames are consecutive.
         """
         _check_pair(pred, target)
         if pred.ndim != 4:
@@ -172,10 +185,15 @@ class PoseErrorMetric(Metric):
                      "p_mpjpe": p_mpjpe(pred, target, precision).double(),
                      "n_mpjpe": n_mpjpe(pred, target)}  # each (b, f)
         vel = mpjve(pred.double(), target.double()) if f > 1 else pred.new_zeros(b, 0, dtype=torch.float64)
+        if position is not None and tuple(position.shape) != (b, f):
+            raise ValueError(f"position must be (b, f) = {(b, f)}, got {tuple(position.shape)}")
+        adjacent = (adjacent_pairs(position.to(dev)) if position is not None
+                    else torch.ones(b, max(f - 1, 0), dtype=torch.bool, device=dev))
+        vel = torch.where(adjacent, vel, 0.0)  # non-adjacent pairs: not a velocity, weight 0 below
         ids = self._action_ids(actions, dev)
         if self.mode == "exact":
             w = valid.double()
-            pair_w = (valid[:, 1:] & valid[:, :-1]).double()
+            pair_w = (valid[:, 1:] & valid[:, :-1] & adjacent).double()
             row = {name: (v * w).sum(dim=1) for name, v in per_frame.items()}
             row["mpjve"] = (vel * pair_w).sum(dim=1)
             count, vel_count = w.sum(dim=1), pair_w.sum(dim=1)
@@ -183,9 +201,10 @@ class PoseErrorMetric(Metric):
             row = {name: v.mean(dim=1) for name, v in per_frame.items()}
             # the official P2: the batch mean (float32) for every window; compute() accumulates it
             row["p_mpjpe"] = per_frame["p_mpjpe"].float().mean().double().expand(b)
-            row["mpjve"] = vel.mean(dim=1) if f > 1 else vel.new_zeros(b)
+            pairs = adjacent.double().sum(dim=1)
+            row["mpjve"] = vel.sum(dim=1) / pairs.clamp_min(1)  # mean over the window's adjacent pairs
             count = torch.ones(b, dtype=torch.float64, device=dev)
-            vel_count = torch.full((b,), float(f > 1), dtype=torch.float64, device=dev)
+            vel_count = (pairs > 0).double()
         self.action.append(ids)
         dist = torch.distributed
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0

@@ -183,7 +183,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 def _fmt(mean: float, std: float, n: int) -> str:
     if math.isnan(mean):
-        return "–"
+        return "n/a"
     return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
 
 
@@ -213,6 +213,8 @@ def write_tables(rows: Sequence[Row], runs: Sequence[Run], out: Path) -> tuple[P
     if len(metrics) > len(METRICS):
         lines += ["3DHP: MPI-INF-3DHP valid test frames; 14j = the official evaluation's 14 joints, "
                   "17j = all 17 joints (docs/datasets.md).", ""]
+    lines += ["n/a: not available (MPJVE needs scored frames adjacent in time: none in seq2frame, or in a "
+              "pruned seq2seq model without recovery that keeps no two neighbouring frames).", ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table]
     lines += _benchmark_parts_table(rows)
@@ -250,13 +252,13 @@ def _benchmark_parts_table(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def _axes() -> tuple[Any, Any]:
+def _figure(width: float = 7.0, height: float = 5.0) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(7, 5))
+    return plt.subplots(figsize=(width, height))
 
 
 def _save(fig: Any, ax: Any, path: Path, xlabel: str, title: str) -> Path:
@@ -272,39 +274,95 @@ def _save(fig: Any, ax: Any, path: Path, xlabel: str, title: str) -> Path:
     return path
 
 
-def plot_efficiency(rows: Sequence[Row], path: Path) -> Path:
-    """P1 against GFLOPs (the paper's efficiency figure), the Pareto front joined by a line."""
-    pts = [(row.first("gflops"), row.stat("P1 (mm)"), row.label) for row in rows]
-    pts = [(g, m, s, label) for g, (m, s), label in pts if g is not None and not math.isnan(m)]
-    fig, ax = _axes()
-    if pts:
-        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="o", capsize=3)
-        for i, (g, m, _, label) in enumerate(pts):  # staggered so that near-equal points stay readable
-            ax.annotate(label, (g, m), fontsize=7, xytext=(4, 4 - 10 * (i % 3)), textcoords="offset points")
-        front = pareto_front([(p[0], p[1]) for p in pts])
-        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "r--", label="Pareto front")
-        ax.legend()
-    return _save(fig, ax, path, "GFLOPs per clip (paper convention)", "Accuracy vs cost")
+def _skip(path: Path, why: str) -> None:
+    """No plot: say why, and remove a stale one from an earlier report of the same folder."""
+    path.unlink(missing_ok=True)
+    log.info("%s not drawn: %s", path.name, why)
 
 
-def plot_tokens(rows: Sequence[Row], path: Path) -> Path:
-    """P1 against the number of kept tokens, one line per pruning layer index."""
-    by_layer: dict[int, list[tuple[int, float, float]]] = {}
+#: at most this many Pareto points are labelled in the plot itself (the key lists every point)
+_FRONT_LABELS = 8
+
+
+def plot_efficiency(rows: Sequence[Row], path: Path) -> Path | None:
+    """P1 against GFLOPs (the paper's efficiency figure). Every configuration is a numbered point, keyed
+    beside the plot; the Pareto front (no other point is both cheaper and more accurate) is drawn in red
+    and labelled. Not drawn (None) when fewer than two configurations have both numbers."""
+    pts = [(row.first("gflops"), *row.stat("P1 (mm)"), row.label) for row in rows]
+    pts = [(g, m, s, label) for g, m, s, label in pts if g is not None and not math.isnan(m)]
+    if len(pts) < 2:
+        _skip(path, f"{len(pts)} configuration(s) with both GFLOPs and P1")
+        return None
+    front = pareto_front([(p[0], p[1]) for p in pts])
+    on_front = set(front)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, key) = plt.subplots(1, 2, figsize=(12.0, max(5.0, 0.13 * len(pts) + 1.5)),
+                                  gridspec_kw={"width_ratios": [3, 2]})
+    others = [i for i in range(len(pts)) if i not in on_front]
+    ax.errorbar([pts[i][0] for i in others], [pts[i][1] for i in others], yerr=[pts[i][2] for i in others],
+                fmt="o", color="0.6", ms=5, capsize=2, label="other configurations")
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "-o", color="tab:red", lw=1.2, ms=7,
+            label="Pareto front (labelled)", zorder=3)
+    ax.errorbar([pts[i][0] for i in front], [pts[i][1] for i in front], yerr=[pts[i][2] for i in front],
+                fmt="none", ecolor="tab:red", capsize=2, zorder=3)
+    for i, (g, m, _, _label) in enumerate(pts):
+        ax.annotate(str(i + 1), (g, m), fontsize=7, xytext=(3, 3), textcoords="offset points",
+                    color="tab:red" if i in on_front else "0.35")
+    for n, i in enumerate(front[:_FRONT_LABELS]):
+        # below the front nothing else is drawn (no point is cheaper and better); staggered for close neighbours
+        g, m, _, label = pts[i]
+        right_half = g > (min(p[0] for p in pts) + max(p[0] for p in pts)) / 2
+        ax.annotate(label, (g, m), fontsize=7, color="tab:red", xytext=(-4 if right_half else 4, -13 - 10 * (n % 3)),
+                    textcoords="offset points", ha="right" if right_half else "left",
+                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
+                    arrowprops={"arrowstyle": "-", "color": "tab:red", "lw": 0.4})
+    ax.margins(x=0.08, y=0.12)  # room for the labels below the front
+    ax.legend(fontsize=8, loc="upper right")
+    key.axis("off")
+    step = min(0.035, 0.9 / (len(pts) + 3))
+    rows_text = [(" #    P1 (mm)   GFLOPs  configuration", "black")]
+    rows_text += [(f"{i + 1:>2d} {'*' if i in on_front else ' '} {m:8.2f} {g:8.3f}  {label}",
+                   "tab:red" if i in on_front else "0.25") for i, (g, m, _, label) in enumerate(pts)]
+    rows_text += [("", "black"), ("* on the Pareto front (red); P1: mean over seeds", "black")]
+    for k, (line, colour) in enumerate(rows_text):
+        key.text(0.0, 1.0 - k * step, line, fontsize=7, family="monospace", va="top", ha="left", color=colour,
+                 transform=key.transAxes)
+    title = f"Accuracy vs cost: {len(pts)} configurations, {len(front)} on the Pareto front"
+    return _save(fig, ax, path, "GFLOPs per clip (paper convention)", title)
+
+
+#: overrides that set the kept-token count or the pruning layer (the axes of the tokens plot)
+_TOKEN_KEYS = ("pruner.tokens", "pruner.layer", "pruner.stages", "backbone.prune_tokens", "backbone.prune_layer")
+
+
+def plot_tokens(rows: Sequence[Row], path: Path) -> Path | None:
+    """P1 against the number of kept tokens: one line per pruning layer (and per setting of anything else
+    the sweep varies). Drawn only when some line has at least two token counts; else None."""
+    lines: dict[tuple[int, tuple[str, ...]], list[tuple[int, float, float]]] = {}
     for row in rows:
         tokens, layer = row.first("tokens"), row.first("layer")
         mean, std = row.stat("P1 (mm)")
-        if tokens is not None and layer is not None and not math.isnan(mean):
-            by_layer.setdefault(layer, []).append((tokens, mean, std))
-    fig, ax = _axes()
-    for layer, values in sorted(by_layer.items()):
+        if tokens is None or layer is None or math.isnan(mean):
+            continue
+        rest = tuple(o for o in row.setting if o not in row.shared and o.split("=", 1)[0].lstrip("+~")
+                     not in _TOKEN_KEYS)
+        lines.setdefault((layer, rest), []).append((tokens, mean, std))
+    if not any(len({v[0] for v in values}) > 1 for values in lines.values()):
+        _skip(path, "no configuration line of this sweep varies the number of kept tokens")
+        return None
+    fig, ax = _figure()
+    for (layer, rest), values in sorted(lines.items()):
         values.sort()
+        label = f"layer {layer}" + (f" {' '.join(rest)}" if rest else "")
         ax.errorbar([v[0] for v in values], [v[1] for v in values], yerr=[v[2] for v in values],
-                    marker="o", capsize=3, label=f"layer {layer}")
-    if by_layer:
-        ax.legend()
-    else:
-        ax.text(0.5, 0.5, "no pruned runs in this sweep", ha="center", va="center", transform=ax.transAxes)
-    return _save(fig, ax, path, "kept tokens", "Accuracy vs kept tokens, per pruning layer")
+                    marker="o", capsize=3, label=label)
+    ax.set_xticks(sorted({v[0] for values in lines.values() for v in values}))  # the kept counts themselves
+    ax.legend(fontsize=8, ncol=2 if len(lines) > 8 else 1)
+    return _save(fig, ax, path, "kept tokens (frames after pruning)", "Accuracy vs kept tokens, per pruning layer")
 
 
 def build_report(folders: Sequence[Path], out: Path | None = None, mode: str = "exact") -> dict[str, Any]:
@@ -358,10 +416,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = result["runs"]
     print(result["markdown"].read_text())
+    plots = [str(p) for p in (result["efficiency_plot"], result["tokens_plot"]) if p is not None]
     print(f"{sum(r.status == 'ok' for r in runs)} finished, {sum(r.status == 'failed' for r in runs)} failed, "
           f"{sum(r.status == 'killed' for r in runs)} killed, "
           f"{sum(r.status == 'running' for r in runs)} still running; wrote {result['markdown']}, "
-          f"{result['csv']}, {result['efficiency_plot']}, {result['tokens_plot']}")
+          f"{', '.join([str(result['csv']), *plots])}")
     return 0
 
 

@@ -22,6 +22,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+import hotpose.cli_help  # noqa: F401  (registers the resolver of the --help text)
 from hotpose.callbacks import format_table
 from hotpose.config_checks import check_flip_combination
 from hotpose.errors import ConfigError, UserError, check_required, exit_on_user_error

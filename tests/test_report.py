@@ -64,7 +64,71 @@ def test_seeds_are_averaged_and_failures_listed(tmp_path: Path) -> None:
     assert "ValueError: tokens 999 >= 243 frames" in text and "running" in text
     assert (tmp_path / "report.csv").read_text().count("\n") == 4  # header + 3 configurations
     _valid_png(result["efficiency_plot"])
+    assert result["tokens_plot"] is None  # every row keeps 81 tokens: nothing to draw against
+
+
+def _pruned_job(folder: Path, tokens: int, layer: int, p1: float, extra: tuple[str, ...] = ()) -> Path:
+    _job(folder, [f"pruner.tokens={tokens}", f"pruner.layer={layer}", *extra, "seed=1"], p1=p1,
+         gflops=tokens * layer / 100)
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"pruner": {"policy": {"_target_": "x"}, "tokens": tokens, "layer": layer, "stages": None}}))
+    return folder
+
+
+def test_tokens_plot_only_when_the_token_count_varies(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    for n, (tokens, layer) in enumerate([(27, 1), (81, 1), (27, 3), (81, 3)]):
+        _pruned_job(tmp_path / "grid" / str(n), tokens, layer, p1=50.0 + n)
+    result = build_report([tmp_path / "grid"])
     _valid_png(result["tokens_plot"])
+    seen = {}
+    original = plt.Axes.set_xticks
+
+    def spy(ax, ticks, *args, **kwargs):  # the ticks are the kept counts, not fractions
+        seen["ticks"] = list(ticks)
+        return original(ax, ticks, *args, **kwargs)
+
+    plt.Axes.set_xticks = spy
+    try:
+        build_report([tmp_path / "grid"])
+    finally:
+        plt.Axes.set_xticks = original
+    assert seen["ticks"] == [27, 81]
+
+    # one token count, different recoverers: no line to draw, and a stale picture is removed
+    for n, recoverer in enumerate(["tra", "linear", "nearest"]):
+        _pruned_job(tmp_path / "one" / str(n), 81, 3, p1=50.0 + n, extra=(f"recoverer={recoverer}",))
+    (tmp_path / "one" / "p1_vs_tokens.png").write_bytes(PNG_MAGIC)
+    result = build_report([tmp_path / "one"])
+    assert result["tokens_plot"] is None and not (tmp_path / "one" / "p1_vs_tokens.png").exists()
+    _valid_png(result["efficiency_plot"])
+
+
+def test_efficiency_plot_needs_two_configurations_and_keys_every_point(tmp_path: Path) -> None:
+    _job(tmp_path / "single" / "0", ["pruner=tpc", "seed=1"], p1=40.0)
+    assert build_report([tmp_path / "single"])["efficiency_plot"] is None
+    for n in range(12):  # many configurations: every one is numbered in the key beside the plot
+        _job(tmp_path / "many" / str(n), [f"pruner.tokens={10 + n}", "seed=1"], p1=60.0 - n % 5, gflops=1.0 + n)
+    import matplotlib.figure
+
+    texts = []
+    original = matplotlib.figure.Figure.savefig
+
+    def grab(fig, *args, **kwargs):
+        texts.extend(t.get_text() for ax in fig.axes for t in ax.texts)
+        return original(fig, *args, **kwargs)
+
+    matplotlib.figure.Figure.savefig = grab
+    try:
+        result = build_report([tmp_path / "many"])
+    finally:
+        matplotlib.figure.Figure.savefig = original
+    _valid_png(result["efficiency_plot"])
+    key = [t for t in texts if "pruner.tokens=" in t and t[:2].strip().isdigit()]
+    assert len(key) == 12
+    # the front: cost rises with n, the error falls for n = 0..4 and repeats after → points 1-5 only
+    assert sorted(int(t.split()[0]) for t in key if t.split()[1] == "*") == [1, 2, 3, 4, 5]
 
 
 def test_a_killed_job_is_listed_as_killed_not_running(tmp_path: Path) -> None:
@@ -112,7 +176,7 @@ def test_smoke_grid_2x2_multirun_and_report(tmp_path: Path) -> None:
     table = [line for line in result["markdown"].read_text().splitlines() if line.startswith("| pruner=")]
     assert len(table) == 4
     _valid_png(tmp_path / "p1_vs_gflops.png")
-    _valid_png(tmp_path / "p1_vs_tokens.png")
+    assert not (tmp_path / "p1_vs_tokens.png").exists()  # the grid does not vary the token count
 
 
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
@@ -171,3 +235,12 @@ def test_mpi_inf_3dhp_runs_get_pck_auc_columns_and_a_per_sequence_table(tmp_path
     # Human3.6M-only sweeps keep their columns
     other = build_report([_job(tmp_path / "h36m" / "0", ["data=h36m"], p1=40.0).parent])
     assert "3DHP" not in other["markdown"].read_text()
+
+
+def test_absent_mpjve_reads_not_available(tmp_path: Path) -> None:
+    folder = _job(tmp_path / "0", ["pipeline=seq2frame", "seed=1"])
+    (folder / "metrics.json").write_text(json.dumps({"test": {"exact": {"overall": {
+        "mpjpe_mm": 40.0, "p_mpjpe_mm": 30.0}}}, "stats": {}}))  # one scored frame per window: no MPJVE
+    row = next(line for line in build_report([tmp_path])["markdown"].read_text().splitlines()
+               if line.startswith("| (defaults)") or line.startswith("| pipeline"))
+    assert row.split("|")[5:8] == [" 40.00 ", " 30.00 ", " n/a "]

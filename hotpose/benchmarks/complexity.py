@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hotpose.progress import track as track_progress
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -215,7 +217,7 @@ def main(argv: Sequence[str] = ()) -> int:
         torch.set_num_threads(args.threads or 1)
     rows = []
     try:
-        for name in names:
+        for name in track_progress(names, "counting parameters and FLOPs"):
             rows.append(measure(name, quick=args.quick))
             print(f"counted {name}", flush=True)
     finally:

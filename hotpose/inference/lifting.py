@@ -37,6 +37,7 @@ from hotpose.data.transforms import flip_pose
 from hotpose.data.windows import seq2frame_table, seq2seq_table, window_frames
 from hotpose.inference.keypoints import KeypointTrack
 from hotpose.models.recoverers import NoRecovery
+from hotpose.progress import track as track_progress
 
 PIPELINES = ("seq2seq", "seq2frame")
 
@@ -163,13 +164,16 @@ def model_inputs(points: np.ndarray, scores: np.ndarray | None, width: int, heig
 @torch.no_grad()
 def run_windows(net: nn.Module, inputs: torch.Tensor, index: torch.Tensor, keep: torch.Tensor, total: torch.Tensor,
                 count: torch.Tensor, flip: bool = True, batch_size: int = 64, device: str | torch.device = "cpu",
-                precision: str = "float32") -> int:
+                precision: str = "float32", show_progress: bool = False) -> int:
     """Run the windows ``inputs[index]`` (``index (n, F)`` rows of ``inputs (t, 17, c)``) in batches and add
     every kept output frame (``keep (n, F)``) to ``total[frame]`` / ``count[frame]`` (in place); with
-    ``flip`` the mirrored windows too. Returns the number of passes (1 or 2)."""
+    ``flip`` the mirrored windows too; ``show_progress`` draws a bar on a terminal (offline lifting, not
+    the stream's small calls). Returns the number of passes (1 or 2)."""
     from hotpose.precision import autocast
 
-    for lo in range(0, len(index), batch_size):
+    batches = range(0, len(index), batch_size)
+    description = f"lifting {len(index)} windows, {batch_size} per batch"
+    for lo in track_progress(batches, description, enabled=None if show_progress else False):
         rows = index[lo:lo + batch_size]
         x = inputs[rows].to(device)
         passes = [(x, False)] + ([(flip_pose(x), True)] if flip else [])
@@ -251,7 +255,7 @@ def lift_track(net: nn.Module, track: KeypointTrack, pipeline: str, flip: bool =
     net = net.to(device)
     start = time.perf_counter()
     passes = run_windows(net, torch.as_tensor(inputs), torch.as_tensor(index), torch.as_tensor(keep), total,
-                         count, flip, batch_size, device, precision)
+                         count, flip, batch_size, device, precision, show_progress=True)
     seconds = time.perf_counter() - start
     return LiftResult(stitch(total, count), points.astype(np.float32), scores, track.detected.copy(), missing,
                       len(index), passes, seconds)

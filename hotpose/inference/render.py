@@ -65,7 +65,8 @@ class SideBySideRenderer:
         self.axis_2d.set_ylim(self.height, 0)
         self.axis_2d.axis("off")
         self.lines_2d = [self.axis_2d.plot([], [], color=c, lw=2)[0] for _, c in self.bones]
-        self.points_2d = self.axis_2d.scatter(np.zeros(17), np.zeros(17), s=6, c="white", zorder=3)
+        # dark joints: white ones cut small bones into what looks like the dashed "no detection" style
+        self.points_2d = self.axis_2d.scatter(np.zeros(17), np.zeros(17), s=5, c="0.15", zorder=3)
         ax = self.axis_3d
         ax.set_xlim(-radius, radius)
         ax.set_ylim(-radius, radius)
@@ -76,6 +77,10 @@ class SideBySideRenderer:
             setter([])
         self.lines_3d = [ax.plot([], [], [], color=c, lw=2.5)[0] for _, c in self.bones]
         self.title = self.figure.suptitle("", fontsize=10)
+        # what the panels are, and the colour key, which a single frame cannot tell by itself
+        self.figure.text(0.01, 0.015, "2D keypoints given to the model", fontsize=7, color="0.3")
+        self.figure.text(split, 0.015, f"3D prediction (root-relative, ±{radius:.1f} m)  left: blue, right: red",
+                         fontsize=7, color="0.3")
 
     def render(self, keypoints_2d: np.ndarray, pose_3d: np.ndarray, image: np.ndarray | None = None,
                detected: bool = True, title: str = "", follow: bool = False) -> np.ndarray:
