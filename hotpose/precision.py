@@ -1,0 +1,70 @@
+"""Numeric precision of a model run: float32, bf16 autocast, or int8 dynamic quantisation.
+
+The contract every entry point (``hotpose.infer``, ``hotpose.eval``, ``hotpose.bench``, streaming)
+codes against::
+
+    model = prepare_model(model, precision, device)      # once, before the first forward
+    with autocast(precision, device):                    # around every forward
+        out = model(x)
+
+- ``float32``: the model as it is; ``autocast`` is a ``nullcontext``.
+- ``bf16``: weights stay float32; ``torch.autocast`` runs matmuls, linears and convolutions in bfloat16
+  on CPU (fast with AVX-512 BF16 / AMX) and CUDA. Outputs come back float32 where the last op is
+  autocast's float32 list, otherwise bf16: callers that need float32 call ``.float()``.
+- ``int8``: every ``nn.Linear`` replaced by a dynamically quantised one (int8 weights, per-batch int8
+  activations, float32 everything else), CPU only. It goes through ``torch.ao.quantization
+  .quantize_dynamic``: deprecated in favour of torchao, which targets GPUs and has no maintained CPU
+  dynamic-int8 linear kernel as fast as fbgemm's, so this stays the CPU route until torch removes it.
+  The model is copied (the caller's float model is left untouched).
+
+Token selection (TPC) computes its distances in float64 whatever the precision (autocast does not
+lower float64), so the kept frames depend only on the features reaching it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+PRECISIONS = ("float32", "bf16", "int8")
+
+
+def _device_type(device: torch.device | str) -> str:
+    return torch.device(device).type
+
+
+def check_precision(precision: str, device: torch.device | str = "cpu") -> None:
+    """ValueError naming the precision or device combination that cannot run."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
+    kind = _device_type(device)
+    if precision == "int8" and kind != "cpu":
+        raise ValueError(f"precision=int8 (dynamic quantisation of the linear layers) runs on CPU only, "
+                         f"not on {kind}: use precision=bf16 on {kind}, or device=cpu")
+
+
+def prepare_model(model: nn.Module, precision: str, device: torch.device | str = "cpu") -> nn.Module:
+    """The model to run at ``precision`` on ``device`` (moved there; a quantised copy for int8)."""
+    check_precision(precision, device)
+    model = model.to(device)
+    if precision != "int8":
+        return model
+    with warnings.catch_warnings():
+        # the deprecation notices of torch.ao (see the module docstring) would print on every build
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
+
+
+def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """Context for the forward passes: bf16 autocast on CPU or CUDA, a no-op for float32 and int8."""
+    check_precision(precision, device)
+    if precision == "bf16":
+        return torch.autocast(_device_type(device), dtype=torch.bfloat16)
+    return contextlib.nullcontext()
