@@ -21,6 +21,7 @@ from hotpose.callbacks import MetricsFile, format_table
 from hotpose.data.sources import DataError
 from hotpose.lit import MODEL_KEYS, HotposeModule
 from hotpose.metrics import NAMES
+from hotpose.precision import check_precision
 from hotpose.train import instantiate_group
 
 
@@ -55,6 +56,11 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
     module = HotposeModule.load_from_checkpoint(cfg.ckpt, map_location="cpu", weights_only=False, **overrides)
+    precision = cfg.get("precision") or "float32"
+    if precision != "float32":
+        on_gpu = torch.cuda.is_available() and cfg.trainer.get("accelerator", "auto") not in ("cpu",)
+        check_precision(precision, "cuda" if on_gpu else "cpu")
+        module.run_at_precision(precision)
     datamodule = instantiate(cfg.data)
     out = Path(cfg.paths.output_dir) / "eval.json"
     out.unlink(missing_ok=True)

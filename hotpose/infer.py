@@ -30,6 +30,7 @@ from hotpose.data.skeleton import JOINT_NAMES, PARENTS
 from hotpose.inference.checkpoint import LoadedModel, load_model
 from hotpose.inference.keypoints import KeypointTrack, load_keypoints
 from hotpose.inference.lifting import LiftResult, lift_track
+from hotpose.precision import autocast, prepare_model
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
@@ -177,15 +178,18 @@ def run_inference(cfg: DictConfig) -> dict[str, Any]:
         video = Path(str(cfg.video)) if cfg.get("video") else None
     fps = float(cfg.fps or track.fps or DEFAULT_FPS)
     torch.manual_seed(int(cfg.seed))
-    result = lift_track(model.net, track, model.pipeline, flip=bool(cfg.lifting.flip),
-                        batch_size=int(cfg.lifting.batch_size), stride=cfg.lifting.get("stride"),
-                        use_scores=bool(cfg.lifting.use_scores), device=str(cfg.device))
+    precision = str(cfg.get("precision") or "float32")
+    net = prepare_model(model.net, precision, str(cfg.device))  # refuses int8 on a GPU, names the choices
+    with autocast(precision, str(cfg.device)):
+        result = lift_track(net, track, model.pipeline, flip=bool(cfg.lifting.flip),
+                            batch_size=int(cfg.lifting.batch_size), stride=cfg.lifting.get("stride"),
+                            use_scores=bool(cfg.lifting.use_scores), device=str(cfg.device))
     npz = save_result(out_dir / "poses_3d.npz", result, track, fps, model)
     t = len(result.poses_3d)
     summary: dict[str, Any] = {
         "input": str(source), "checkpoint": str(cfg.ckpt), "model": model.describe(), "frames": t,
         "detected_frames": int(result.detected.sum()), "windows": result.windows, "passes": result.passes,
-        "lifting_fps": result.fps, "poses_3d": str(npz),
+        "lifting_fps": result.fps, "precision": precision, "poses_3d": str(npz),
     }
     if "detect_seconds" in timings:
         summary["detection_fps"] = t / max(timings["detect_seconds"], 1e-9)

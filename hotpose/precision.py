@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,3 +69,35 @@ def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractC
     if precision == "bf16":
         return torch.autocast(_device_type(device), dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def to_float32(out: Any) -> Any:
+    """``out`` with every floating tensor in it (also inside tuples, NamedTuples, lists) as float32:
+    what metrics, losses and file writers downstream expect, whatever precision computed it."""
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.is_floating_point() and out.dtype != torch.float32 else out
+    if isinstance(out, tuple) and hasattr(out, "_fields"):
+        return type(out)(*(to_float32(v) for v in out))
+    if isinstance(out, (tuple, list)):
+        return type(out)(to_float32(v) for v in out)
+    return out
+
+
+class AtPrecision:
+    """``net`` as a callable that runs at ``precision`` on ``device`` and returns float32 outputs.
+
+    For callers that hold a network and call it (Lightning's evaluation, inference loops): the
+    prepared model (:func:`prepare_model`) under :func:`autocast`, outputs through :func:`to_float32`.
+    """
+
+    def __init__(self, net: nn.Module, precision: str, device: torch.device | str = "cpu") -> None:
+        self.precision = precision
+        self.device = torch.device(device)
+        self.net = prepare_model(net, precision, self.device)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # autocast on the device the input is on (Lightning may have moved the net since)
+        device = next((a.device for a in args if isinstance(a, torch.Tensor)), self.device)
+        with autocast(self.precision, device):
+            out = self.net(*args, **kwargs)
+        return to_float32(out)
