@@ -2,7 +2,7 @@
 
 ``python -m hotpose.bench speed [--pairs mixste,motionbert] [--threads 2] [--rounds 2] [--calls 7]
 [--warmup 2] [--batch 1] [--device cpu|cuda] [--precision float32|bf16|int8]
-[--backend torch|onnxruntime] [--mode inference|train] [--quick]``
+[--backend torch|onnxruntime] [--mode inference|train] [--compile] [--quick]``
 
 Method (the one used for the official CPU figures): both models in ``eval`` under
 ``torch.inference_mode``, the same random input ``(batch, frames, 17, cin)``, ``--warmup`` untimed
@@ -128,6 +128,7 @@ class RunOptions:
     precision: str = "float32"
     backend: str = "torch"
     mode: str = "inference"
+    compile: bool = False  # torch.compile each model (the warm-up calls absorb the compilation)
 
     def check(self) -> None:
         from hotpose.precision import check_precision
@@ -140,6 +141,8 @@ class RunOptions:
         if self.backend == "onnxruntime" and (self.precision != "float32" or self.mode != "inference"
                                                or self.device != "cpu"):
             raise ValueError("backend=onnxruntime times float32 inference on CPU only (the exported graph)")
+        if self.compile and self.backend != "torch":
+            raise ValueError("--compile applies to the torch backend only")
         if self.mode == "train" and self.precision == "int8":
             raise ValueError("mode=train with precision=int8: dynamic quantisation is inference-only; "
                              "train in float32 or bf16")
@@ -155,6 +158,8 @@ def model_call(model: torch.nn.Module, x: torch.Tensor, options: RunOptions,
     if options.mode == "train":
         return _train_step(model.train(), x, options)
     prepared = prepare_model(model.eval(), options.precision, options.device)
+    if options.compile:
+        prepared = torch.compile(prepared)
 
     def call() -> object:
         with torch.inference_mode(), autocast(options.precision, options.device):
@@ -168,13 +173,14 @@ def _train_step(model: torch.nn.Module, x: torch.Tensor, options: RunOptions) ->
     from hotpose.models.hourglass import gather_frames
     from hotpose.precision import autocast
 
-    target = torch.randn(x.shape[0], x.shape[1], 17, 3, device=x.device, generator=None) * 0.2
+    target = torch.randn(x.shape[0], x.shape[1], 17, 3, device=x.device) * 0.2
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    forward = torch.compile(model) if options.compile else model
 
     def step() -> object:
         optimiser.zero_grad(set_to_none=True)
         with autocast(options.precision, options.device):
-            out = model(x)
+            out = forward(x)
             loss = mpjpe(out.pose.float(), gather_frames(target, out.frame_index))
         loss.backward()
         optimiser.step()
@@ -241,7 +247,7 @@ def format_table(results: Sequence[tuple[str, SpeedRow, SpeedRow]], threads: int
     unit = "s/step" if options.mode == "train" else "s/clip"
     lines = [
         f"device {device}, {threads} thread(s), {options.precision}, backend {options.backend}, "
-        f"{options.mode}; {unit} = median (min) of the timed calls",
+        f"{options.mode}{', compiled' if options.compile else ''}; {unit} = median (min) of the timed calls",
         "",
         f"| model | frames | batch | {unit} | frames/s | speed-up median (min) | FLOP ratio "
         "| official, same threads |",
@@ -273,6 +279,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--precision", default="float32", help="float32, bf16 or int8 (CPU)")
     parser.add_argument("--backend", default="torch", help=f"one of {', '.join(BACKENDS)}")
     parser.add_argument("--mode", default="inference", help=f"one of {', '.join(MODES)} (train: one step)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models first")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--quick", action="store_true", help="tiny models: checks the machinery only")
     return parser.parse_args(list(argv))
@@ -288,7 +295,7 @@ def main(argv: Sequence[str] = ()) -> int:
         raise SystemExit("--device cuda asked for, but torch sees no CUDA device")
     if args.batch < 1:
         raise SystemExit(f"--batch must be >= 1, got {args.batch}")
-    options = RunOptions(args.device, args.precision, args.backend, args.mode)
+    options = RunOptions(args.device, args.precision, args.backend, args.mode, args.compile)
     try:
         options.check()
     except ValueError as error:
