@@ -199,7 +199,7 @@ def inference_row(variant: str, batch: int, precisions: list[str], calls: int, w
                     diffs["official bf16"] = (seeded(run_official) - reference).abs().max().item()
         times = time_interleaved(variants, calls, warmup)
     if variant.startswith("tpc_"):
-        diffs = {f"{k} (centre frame)": v for k, v in diffs.items()}
+        diffs = {k if k == "hotpose float32" else f"{k} (centre frame)": v for k, v in diffs.items()}
     return {"model": variant, "batch": batch, "frames": frames, "max_diff_official_numerics": equal_diff,
             "equal": equal_diff <= EQUAL_TOLERANCE, "max_diff_to_official_fp32": diffs,
             "timing": summarise(times, "official float32")}
@@ -253,7 +253,31 @@ def format_row(row: dict) -> str:
     return " | ".join(parts)
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """The docs/performance.md table: one line per model, batch and variant; ratio vs official float32."""
+    lines = ["| model | batch | variant | s/call median (min) | vs official fp32: median (min) "
+             "| max abs diff to official fp32 |", "|---|---:|---|---:|---:|---:|"]
+    for row in rows:
+        found = row.get("max_diff_to_official_fp32", {})
+        for name, t in row["timing"].items():
+            diff = found.get(name, found.get(f"{name} (centre frame)"))
+            if name == "official float32" and "max_diff_official_numerics" in row:
+                diff_text = f"hotpose in official numerics: {row['max_diff_official_numerics']:.1e}"
+            else:
+                centre = f"{name} (centre frame)" in found and name != "hotpose float32"
+                diff_text = "–" if diff is None else f"{diff:.1e}" + (" (centre)" if centre else "")
+            lines.append(f"| {row['model']} | {row['batch']} | {name} | {t['median_s']:.3f} ({t['min_s']:.3f}) "
+                         f"| {t['ratio']:.2f}x ({t['ratio_min']:.2f}x) | {diff_text} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--table":  # python scripts/bench_vs_official.py --table a.jsonl [b.jsonl ...]
+        rows = [json.loads(line) for path in argv[1:] for line in Path(path).read_text().splitlines() if line]
+        print(markdown_table(rows))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--official-dir", required=True, type=Path,
                         help="checkout of the official HoT repository (holds model/)")
