@@ -25,6 +25,7 @@ from hotpose.errors import check_required, one_line_user_errors
 from hotpose.lit import MODEL_KEYS, HotposeModule
 from hotpose.metrics import NAMES
 from hotpose.paper import paper_setup
+from hotpose.precision import check_precision
 from hotpose.preemption import exit_on_sigterm
 from hotpose.train import instantiate_group
 
@@ -66,6 +67,11 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
     module = HotposeModule.load_from_checkpoint(cfg.ckpt, map_location="cpu", weights_only=True, **overrides)
+    precision = cfg.get("precision") or "float32"
+    if precision != "float32":
+        on_gpu = torch.cuda.is_available() and cfg.trainer.get("accelerator", "auto") not in ("cpu",)
+        check_precision(precision, "cuda" if on_gpu else "cpu")
+        module.run_at_precision(precision)
     datamodule = instantiate(cfg.data)
     out = Path(cfg.paths.output_dir) / "eval.json"
     out.unlink(missing_ok=True)

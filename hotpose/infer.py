@@ -215,7 +215,7 @@ def run_inference(cfg: DictConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "input": str(source), "checkpoint": str(cfg.ckpt), "model": model.describe(), "frames": t,
         "detected_frames": int(result.detected.sum()), "windows": result.windows, "passes": result.passes,
-        "lifting_fps": result.fps, "poses_3d": str(npz),
+        "lifting_fps": result.fps, "precision": lifter.precision, "poses_3d": str(npz),
     }
     if "detect_seconds" in timings:
         summary["detection_fps"] = t / max(timings["detect_seconds"], 1e-9)

@@ -189,6 +189,13 @@ class HotposeModule(pl.LightningModule):
         if self.hparams.compile and self._forward is self.net:
             object.__setattr__(self, "_forward", torch.compile(self.net))
 
+    def run_at_precision(self, precision: str) -> None:
+        """Evaluate (and predict) with the network at ``precision`` (:mod:`hotpose.precision`): float32,
+        bf16 autocast, or a dynamically quantised int8 copy; the metrics always see float32 poses."""
+        from hotpose.precision import AtPrecision
+
+        object.__setattr__(self, "_forward", AtPrecision(self.net, precision, self.device))
+
     def _build_metrics(self, actions: Sequence[str] | None) -> None:
         for stage in ("val", "test"):
             for mode in self.eval_modes:

@@ -1,15 +1,32 @@
-"""Numeric precision of a model at inference: ``float32``, ``bf16`` (autocast) or ``int8``.
+"""Numeric precision of a model run: float32, bf16 autocast, or int8 dynamic quantisation.
 
-PROVISIONAL (issue 14's branch): the minimal version of the contract shared with issue 11, whose module
-replaces this one. ``prepare_model`` readies the network for a precision, ``autocast`` is the context its
-forward passes run in. This version runs float32 and bf16; it refuses int8 with a clear message.
+The contract every entry point (``hotpose.infer``, ``hotpose.eval``, ``hotpose.bench``, streaming)
+codes against::
+
+    model = prepare_model(model, precision, device)      # once, before the first forward
+    with autocast(precision, device):                    # around every forward
+        out = model(x)
+
+- ``float32``: the model as it is; ``autocast`` is a ``nullcontext``.
+- ``bf16``: weights stay float32; ``torch.autocast`` runs matmuls, linears and convolutions in bfloat16
+  on CPU (fast with AVX-512 BF16 / AMX) and CUDA. Outputs come back float32 where the last op is
+  autocast's float32 list, otherwise bf16: callers that need float32 call ``.float()``.
+- ``int8``: every ``nn.Linear`` replaced by a dynamically quantised one (int8 weights, per-batch int8
+  activations, float32 everything else), CPU only. It goes through ``torch.ao.quantization
+  .quantize_dynamic``: deprecated in favour of torchao, which targets GPUs and has no maintained CPU
+  dynamic-int8 linear kernel as fast as fbgemm's, so this stays the CPU route until torch removes it.
+  The model is copied (the caller's float model is left untouched).
+
+Token selection (TPC) computes its distances in float64 whatever the precision (autocast does not
+lower float64), so the kept frames depend only on the features reaching it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
+import copy
+import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,32 +34,70 @@ from torch import nn
 PRECISIONS = ("float32", "bf16", "int8")
 
 
-def check_precision(precision: str) -> str:
-    """``precision`` if it is one of :data:`PRECISIONS` and available here; ValueError otherwise."""
+def _device_type(device: torch.device | str) -> str:
+    return torch.device(device).type
+
+
+def check_precision(precision: str, device: torch.device | str = "cpu") -> None:
+    """ValueError naming the precision or device combination that cannot run."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "int8":
-        raise ValueError("precision='int8' is not available in this build (float32 and bf16 are); "
-                         "use precision=float32 or precision=bf16")
-    return precision
+        raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
+    kind = _device_type(device)
+    if precision == "int8" and kind != "cpu":
+        raise ValueError(f"precision=int8 (dynamic quantisation of the linear layers) runs on CPU only, "
+                         f"not on {kind}: use precision=bf16 on {kind}, or device=cpu")
 
 
-def prepare_model(model: nn.Module, precision: str, device: str | torch.device = "cpu") -> nn.Module:
-    """``model`` on ``device`` in eval mode, ready to run at ``precision`` (weights stay float32: bf16 is
-    applied by :func:`autocast`)."""
-    check_precision(precision)
-    return model.to(device).eval()
+def prepare_model(model: nn.Module, precision: str, device: torch.device | str = "cpu") -> nn.Module:
+    """The model to run at ``precision`` on ``device`` (moved there; a quantised copy for int8)."""
+    check_precision(precision, device)
+    model = model.to(device)
+    if precision != "int8":
+        return model
+    with warnings.catch_warnings():
+        # the deprecation notices of torch.ao (see the module docstring) would print on every build
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
 
 
-def autocast(precision: str, device: str | torch.device = "cpu") -> AbstractContextManager[None]:
-    """The context the forward passes run in: nothing for float32, ``torch.autocast(bfloat16)`` for bf16."""
-    check_precision(precision)
-    if precision == "float32":
-        return contextlib.nullcontext()
-    return _bf16(torch.device(device).type)
+def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """Context for the forward passes: bf16 autocast on CPU or CUDA, a no-op for float32 and int8."""
+    check_precision(precision, device)
+    if precision == "bf16":
+        return torch.autocast(_device_type(device), dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
-@contextlib.contextmanager
-def _bf16(device_type: str) -> Iterator[None]:
-    with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
-        yield
+def to_float32(out: Any) -> Any:
+    """``out`` with every floating tensor in it (also inside tuples, NamedTuples, lists) as float32:
+    what metrics, losses and file writers downstream expect, whatever precision computed it."""
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.is_floating_point() and out.dtype != torch.float32 else out
+    if isinstance(out, tuple) and hasattr(out, "_fields"):
+        return type(out)(*(to_float32(v) for v in out))
+    if isinstance(out, (tuple, list)):
+        return type(out)(to_float32(v) for v in out)
+    return out
+
+
+class AtPrecision:
+    """``net`` as a callable that runs at ``precision`` on ``device`` and returns float32 outputs.
+
+    For callers that hold a network and call it (Lightning's evaluation, inference loops): the
+    prepared model (:func:`prepare_model`) under :func:`autocast`, outputs through :func:`to_float32`.
+    """
+
+    def __init__(self, net: nn.Module, precision: str, device: torch.device | str = "cpu") -> None:
+        self.precision = precision
+        self.device = torch.device(device)
+        self.net = prepare_model(net, precision, self.device)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # autocast on the device the input is on (Lightning may have moved the net since)
+        device = next((a.device for a in args if isinstance(a, torch.Tensor)), self.device)
+        with autocast(self.precision, device):
+            out = self.net(*args, **kwargs)
+        return to_float32(out)

@@ -86,7 +86,27 @@ def test_speed_quick_cli(capsys) -> None:
     for name in ("| MixSTE |", "| HoT w. MixSTE |", "| MotionBERT |", "| HoT w. MotionBERT |"):
         assert name in text
     assert text.count("x) | ") == 2  # one measured speed-up per pair, next to the official one
-    assert "| 1.71x |" in text and "| 2.35x |" in text  # --quick runs one thread
+    assert "| 1.66x | 1.71x |" in text and "| 2.07x | 2.35x |" in text  # FLOP ratio, official (1 thread)
+
+
+def test_speed_training_step_in_bf16(capsys) -> None:
+    rc = bench.main(["speed", "--quick", "--pairs", "mixste", "--rounds", "1", "--calls", "1", "--warmup", "0",
+                     "--mode", "train", "--precision", "bf16", "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "bf16, backend torch, train; s/step" in text and "| HoT w. MixSTE |" in text
+    assert "| 1.66x | – |" in text  # FLOP ratio shown; the official CPU figures are float32 inference
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--precision", "fp16"], "choose one of float32, bf16, int8"),
+    (["--backend", "tensorrt"], "choose one of torch, onnxruntime"),
+    (["--backend", "onnxruntime", "--precision", "bf16"], "float32 inference on CPU only"),
+    (["--mode", "train", "--precision", "int8"], "inference-only"),
+])
+def test_bad_run_options_are_one_line_errors(flags: list[str], message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        speed.main(["--quick", "--pairs", "mixste", *flags])
 
 
 def test_bad_names_are_rejected() -> None:

@@ -1,7 +1,8 @@
 """Inference throughput of a baseline and its HoT version, side by side in one run.
 
 ``python -m hotpose.bench speed [--pairs mixste,motionbert] [--threads 2] [--rounds 2] [--calls 7]
-[--warmup 2] [--batch 1] [--device cpu|cuda] [--quick]``
+[--warmup 2] [--batch 1] [--device cpu|cuda] [--precision float32|bf16|int8]
+[--backend torch|onnxruntime] [--mode inference|train] [--compile] [--quick]``
 
 Method (the one used for the official CPU figures): both models in ``eval`` under
 ``torch.inference_mode``, the same random input ``(batch, frames, 17, cin)``, ``--warmup`` untimed
@@ -10,6 +11,14 @@ the order reversed on alternate rounds (B/A/B/A), so that load changes on a shar
 both models alike. Reported: median (and min) seconds per clip, input frames per second
 (``batch * frames / median``) and the speed-up (baseline median / pruned median). The models are
 built from the config groups exactly as ``hotpose.train`` builds them.
+
+``--precision`` runs both models through :mod:`hotpose.precision` (bf16 autocast, int8 dynamic
+quantisation on CPU). ``--backend onnxruntime`` exports both models to ONNX first (as
+``hotpose.export`` does: deterministic TPC tie-break) and times ONNX Runtime sessions with
+``--threads`` intra-op threads (float32 only). ``--mode train`` times one training step instead:
+forward, MPJPE on a random target, backward, AdamW step (bf16: forward and loss under autocast, as
+Lightning's ``precision=bf16-mixed``). The table gives the HoT speed-up next to the FLOP ratio of the
+paper table (baseline GFLOPs / pruned GFLOPs). A Rich progress bar on stderr counts the calls.
 
 ``--quick`` shrinks every model to a few frames and a narrow width (a smoke test of the
 machinery, not a measurement).
@@ -46,11 +55,13 @@ OFFICIAL_CPU_SPEEDUP: dict[int, dict[str, float]] = {
 
 
 def time_interleaved(calls: dict[str, Callable[[], object]], rounds: int, per_round: int, warmup: int,
-                     sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
+                     sync: Callable[[], None] = lambda: None,
+                     advance: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
     """Seconds of each timed call, per name: A/B/A/B on even rounds, B/A/B/A on odd ones.
 
     ``warmup`` untimed calls per name come first. ``sync`` waits for queued device work
-    (``torch.cuda.synchronize``) so that the wall clock covers the whole call.
+    (``torch.cuda.synchronize``) so that the wall clock covers the whole call. ``advance`` is called
+    after every call (a progress bar), outside the timed span.
     """
     if rounds < 1 or per_round < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1, calls >= 1, warmup >= 0; got {rounds}, {per_round}, {warmup}")
@@ -58,6 +69,7 @@ def time_interleaved(calls: dict[str, Callable[[], object]], rounds: int, per_ro
     for name in names:
         for _ in range(warmup):
             calls[name]()
+            advance()
     sync()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
@@ -68,6 +80,7 @@ def time_interleaved(calls: dict[str, Callable[[], object]], rounds: int, per_ro
                 calls[name]()
                 sync()
                 times[name].append(time.perf_counter() - start)
+                advance()
     return times
 
 
@@ -102,29 +115,125 @@ def best_case_speedup(baseline: SpeedRow, pruned: SpeedRow) -> float:
     return baseline.fastest / pruned.fastest
 
 
+BACKENDS = ("torch", "onnxruntime")
+MODES = ("inference", "train")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How each model is run: ``precision`` (:data:`hotpose.precision.PRECISIONS`), ``backend``
+    (:data:`BACKENDS`), ``mode`` (:data:`MODES`) and the device."""
+
+    device: str = "cpu"
+    precision: str = "float32"
+    backend: str = "torch"
+    mode: str = "inference"
+    compile: bool = False  # torch.compile each model (the warm-up calls absorb the compilation)
+
+    def check(self) -> None:
+        from hotpose.precision import check_precision
+
+        check_precision(self.precision, self.device)
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend={self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.backend == "onnxruntime" and (self.precision != "float32" or self.mode != "inference"
+                                               or self.device != "cpu"):
+            raise ValueError("backend=onnxruntime times float32 inference on CPU only (the exported graph)")
+        if self.compile and self.backend != "torch":
+            raise ValueError("--compile applies to the torch backend only")
+        if self.mode == "train" and self.precision == "int8":
+            raise ValueError("mode=train with precision=int8: dynamic quantisation is inference-only; "
+                             "train in float32 or bf16")
+
+
+def model_call(model: torch.nn.Module, x: torch.Tensor, options: RunOptions,
+               workdir: str | None = None) -> Callable[[], object]:
+    """One benchmark call of ``model`` on ``x`` as ``options`` say (the model is prepared here)."""
+    from hotpose.precision import autocast, prepare_model
+
+    if options.backend == "onnxruntime":
+        return _onnxruntime_call(model, x, workdir)
+    if options.mode == "train":
+        return _train_step(model.train(), x, options)
+    prepared = prepare_model(model.eval(), options.precision, options.device)
+    if options.compile:
+        prepared = torch.compile(prepared)
+
+    def call() -> object:
+        with torch.inference_mode(), autocast(options.precision, options.device):
+            return prepared(x)
+
+    return call
+
+
+def _train_step(model: torch.nn.Module, x: torch.Tensor, options: RunOptions) -> Callable[[], object]:
+    from hotpose.losses import mpjpe
+    from hotpose.models.hourglass import gather_frames
+    from hotpose.precision import autocast
+
+    target = torch.randn(x.shape[0], x.shape[1], 17, 3, device=x.device) * 0.2
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    forward = torch.compile(model) if options.compile else model
+
+    def step() -> object:
+        optimiser.zero_grad(set_to_none=True)
+        with autocast(options.precision, options.device):
+            out = forward(x)
+            loss = mpjpe(out.pose.float(), gather_frames(target, out.frame_index))
+        loss.backward()
+        optimiser.step()
+        return loss
+
+    return step
+
+
+def _onnxruntime_call(model: torch.nn.Module, x: torch.Tensor, workdir: str | None) -> Callable[[], object]:
+    import tempfile
+    from pathlib import Path
+
+    import onnxruntime
+
+    from hotpose.export import PoseExport, export_friendly, export_onnx
+
+    folder = Path(workdir or tempfile.mkdtemp(prefix="hotpose-bench-"))
+    path = folder / f"model_{id(model)}.onnx"
+    net = model.eval()
+    with export_friendly(net), torch.no_grad():
+        export_onnx(PoseExport(net), x, path)
+    session_options = onnxruntime.SessionOptions()
+    session_options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+    name, feed = session.get_inputs()[0].name, x.numpy()
+    return lambda: session.run(None, {name: feed})
+
+
 def measure_pair(pair: str, batch: int, device: str, rounds: int, per_round: int, warmup: int,
-                 quick: bool) -> tuple[SpeedRow, SpeedRow]:
+                 quick: bool, options: RunOptions | None = None,
+                 advance: Callable[[], None] = lambda: None) -> tuple[SpeedRow, SpeedRow]:
     """Build both models of ``pair`` and time them interleaved on one shared input."""
     if pair not in PAIRS:
         raise ValueError(f"unknown pair {pair!r}; choose from {', '.join(PAIRS)}")
-    rows = []
+    options = options or RunOptions(device=device)
+    options.check()
     models = {}
     for name in PAIRS[pair]:
         spec = PAPER_MODELS[name]
         extra = quick_overrides(spec.backbone) if quick else []
-        models[name] = build_paper_model(name, extra).to(device).eval()
+        models[name] = build_paper_model(name, extra).to(device)
     frames, channels = _input_size(next(iter(models.values())))
     x = torch.randn(batch, frames, 17, channels, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    calls = {n: model_call(m, x, options) for n, m in models.items()}
+    times = time_interleaved(calls, rounds, per_round, warmup, sync, advance)
+    return tuple(SpeedRow(name, frames, batch, times[name]) for name in PAIRS[pair])
 
-    def call(model: torch.nn.Module) -> Callable[[], object]:
-        return lambda: model(x)
 
-    with torch.inference_mode():
-        times = time_interleaved({n: call(m) for n, m in models.items()}, rounds, per_round, warmup, sync)
-    for name in PAIRS[pair]:
-        rows.append(SpeedRow(name, frames, batch, times[name]))
-    return rows[0], rows[1]
+def flop_ratio(pair: str) -> float:
+    """Baseline over pruned GFLOPs of the paper table (what the speed-up is read against)."""
+    base, pruned = PAIRS[pair]
+    return PAPER_MODELS[base].official_gflops / PAPER_MODELS[pruned].official_gflops
 
 
 def _input_size(model: torch.nn.Module) -> tuple[int, int]:
@@ -132,22 +241,28 @@ def _input_size(model: torch.nn.Module) -> tuple[int, int]:
     return int(model.frames), int(model.in_channels)
 
 
-def format_table(results: Sequence[tuple[str, SpeedRow, SpeedRow]], threads: int, device: str) -> str:
+def format_table(results: Sequence[tuple[str, SpeedRow, SpeedRow]], threads: int, device: str,
+                 options: RunOptions | None = None) -> str:
+    options = options or RunOptions(device=device)
+    unit = "s/step" if options.mode == "train" else "s/clip"
     lines = [
-        f"device {device}, {threads} thread(s); s/clip = median (min) of the timed calls",
+        f"device {device}, {threads} thread(s), {options.precision}, backend {options.backend}, "
+        f"{options.mode}{', compiled' if options.compile else ''}; {unit} = median (min) of the timed calls",
         "",
-        "| model | frames | batch | s/clip | frames/s | speed-up median (min) | official, same threads |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| model | frames | batch | {unit} | frames/s | speed-up median (min) | FLOP ratio "
+        "| official, same threads |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for pair, base, pruned in results:
         lines.append(f"| {base.name} | {base.frames} | {base.batch} | {base.median:.3f} ({base.fastest:.3f}) "
-                     f"| {base.frames_per_second:.1f} | | |")
+                     f"| {base.frames_per_second:.1f} | | | |")
         gain, best = speedup(base, pruned), best_case_speedup(base, pruned)
-        official = OFFICIAL_CPU_SPEEDUP.get(threads, {}).get(pair) if device == "cpu" else None
+        same_protocol = device == "cpu" and options == RunOptions(device=device)
+        official = OFFICIAL_CPU_SPEEDUP.get(threads, {}).get(pair) if same_protocol else None
         reference = "–" if official is None else f"{official:.2f}x"
         lines.append(f"| {pruned.name} | {pruned.frames} | {pruned.batch} | {pruned.median:.3f} "
                      f"({pruned.fastest:.3f}) | {pruned.frames_per_second:.1f} | {gain:.2f}x ({best:.2f}x) "
-                     f"| {reference} |")
+                     f"| {flop_ratio(pair):.2f}x | {reference} |")
     return "\n".join(lines)
 
 
@@ -161,6 +276,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per model first")
     parser.add_argument("--batch", type=int, default=1, help="clips per call")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--precision", default="float32", help="float32, bf16 or int8 (CPU)")
+    parser.add_argument("--backend", default="torch", help=f"one of {', '.join(BACKENDS)}")
+    parser.add_argument("--mode", default="inference", help=f"one of {', '.join(MODES)} (train: one step)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models first")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--quick", action="store_true", help="tiny models: checks the machinery only")
     return parser.parse_args(list(argv))
 
@@ -175,15 +295,27 @@ def main(argv: Sequence[str] = ()) -> int:
         raise SystemExit("--device cuda asked for, but torch sees no CUDA device")
     if args.batch < 1:
         raise SystemExit(f"--batch must be >= 1, got {args.batch}")
+    options = RunOptions(args.device, args.precision, args.backend, args.mode, args.compile)
+    try:
+        options.check()
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     previous_threads = torch.get_num_threads()
     if args.threads is not None or args.quick:
         # tiny models on a shared CPU: a second OpenMP thread costs more in waiting than it gains
         torch.set_num_threads(args.threads or 1)
     try:
         load_before = _load_average()
-        results = [(p, *measure_pair(p, args.batch, args.device, args.rounds, args.calls, args.warmup,
-                                     args.quick)) for p in pairs]
-        table = format_table(results, torch.get_num_threads(), args.device)
+        calls_per_pair = 2 * (args.warmup + args.rounds * args.calls)
+        with _progress(not args.no_progress) as progress:
+            task = progress.add_task("timing", total=calls_per_pair * len(pairs))
+            results = []
+            for p in pairs:
+                progress.update(task, description=f"{p} ({' vs '.join(PAIRS[p])})")
+                results.append((p, *measure_pair(p, args.batch, args.device, args.rounds, args.calls,
+                                                 args.warmup, args.quick, options,
+                                                 lambda: progress.advance(task))))
+        table = format_table(results, torch.get_num_threads(), args.device, options)
     finally:
         torch.set_num_threads(previous_threads)
     if args.quick:
@@ -191,6 +323,15 @@ def main(argv: Sequence[str] = ()) -> int:
     print(table)
     print(f"\nload average (1 min) before / after: {load_before} / {_load_average()}")
     return 0
+
+
+def _progress(enabled: bool):
+    """A Rich progress bar on stderr (the table goes to stdout), or a silent stand-in."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), disable=not enabled, transient=True)
 
 
 def _load_average() -> str:

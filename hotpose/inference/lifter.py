@@ -54,7 +54,8 @@ class Lifter:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.device = torch.device(device)
-        self.precision = check_precision(precision)
+        check_precision(precision, device)
+        self.precision = precision
         self.net = prepare_model(model.net, precision, self.device)
         self.flip, self.batch_size, self.stride = bool(flip), int(batch_size), stride
         self.use_scores, self.plan, self.delay = bool(use_scores), plan, delay

@@ -66,6 +66,15 @@ def block_schedule(frames: int, num_blocks: int, stages: Sequence[tuple[int, int
     return schedule
 
 
+def require_finite(x: Tensor, what: str) -> None:
+    """ValueError naming ``what`` and the first bad position if ``x`` holds NaN or inf (a host sync)."""
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        first = [int(i) for i in torch.nonzero(bad)[0]]
+        raise ValueError(f"{what} contain NaN or inf values (first at index {first}); fill or drop "
+                         "missing detections before lifting")
+
+
 def gather_frames(x: Tensor, index: Tensor) -> Tensor:
     """``x (b, f, ...)``, ``index (b, k)`` → ``(b, k, ...)``: per-sample frame selection."""
     return x[torch.arange(x.shape[0], device=x.device)[:, None], index]
@@ -88,13 +97,17 @@ class Hourglass(nn.Module):
             the module maps ``(b, f, n, c)`` tokens to a pose ``(b, f, 17, 3)`` or to ``(pose, logits)``, and
             may offer ``loss_terms(logits, target, valid) -> {name: (weight, value)}`` (see :meth:`head_terms`).
             None: the backbone's own regression head.
+        check_finite: refuse NaN/inf input keypoints: None (default) on CPU inputs only, where the check
+            costs no device synchronisation; True on every device; False never (see
+            :meth:`_should_check_finite`).
     """
 
     def __init__(self, backbone: Callable[..., Backbone], policy: Pruner | None = None,
                  stages: Sequence[tuple[int, int]] = (), token_embedding: bool = False,
                  recoverer: Callable[..., nn.Module] | None = None, keep_center: bool = False,
-                 head: Callable[..., nn.Module] | None = None) -> None:
+                 head: Callable[..., nn.Module] | None = None, check_finite: bool | None = None) -> None:
         super().__init__()
+        self.check_finite = check_finite
         if isinstance(backbone, nn.Module):
             raise ValueError("Hourglass: pass a backbone factory (e.g. functools.partial(SomeBackbone, ...)),"
                              " not a built module: the hourglass builds it for its pruning schedule")
@@ -140,9 +153,18 @@ class Hourglass(nn.Module):
             raise ValueError(f"Hourglass: input has {channels} channels per joint, the backbone expects "
                              f"{self.in_channels}" + (" (or 2, completed with confidence 1)"
                                                       if self.in_channels == CONFIDENCE_CHANNELS else ""))
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("Hourglass: input keypoints contain NaN or inf values")
+        if self._should_check_finite(x):
+            require_finite(x, "Hourglass input keypoints")
         return x
+
+    def _should_check_finite(self, x: Tensor) -> bool:
+        """The NaN/inf check reads a result back to the host: free for CPU tensors, a synchronisation
+        per forward on an accelerator, and a graph break under ``torch.compile``. So it runs on CPU
+        inputs when not compiling (``check_finite=None``), always (True) or never (False). The entry
+        points (data sources, ``hotpose.infer``'s keypoint loading) validate before any device copy."""
+        if self.check_finite is not None:
+            return self.check_finite
+        return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
     def _check_kept(self, kept: Sequence[Tensor], b: int, frame_counts: list[int]) -> None:
         if len(kept) != len(self.stages):

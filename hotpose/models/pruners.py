@@ -28,13 +28,47 @@ OFFICIAL_DENSITY_NOISE = 1e-6
 def pairwise_distances(features: Tensor, exact: bool = True) -> Tensor:
     """Euclidean distances between frames scaled by ``1/sqrt(d)``: ``(b, f, d)`` → ``(b, f, f)``.
 
-    ``exact=True`` computes each distance from the coordinate differences, so ``D[i, i] == 0`` and
-    ``D[i, j] == D[j, i]`` bit for bit. ``exact=False`` uses ``torch.cdist``'s default, which switches
-    to the faster matrix-product formula for more than 25 frames (what the official code does); its
-    self-distances may be slightly non-zero.
+    ``exact=True`` (deterministic TPC): the matrix-product form ``|x_i|² + |x_j|² - 2 x_i·x_j`` in
+    float64 on features centred over frames, made exact where ties are decided: the diagonal is exactly
+    0, the matrix exactly symmetric, and bit-identical frames exactly 0 apart (see
+    :func:`product_form_distances`), so mutual nearest neighbours and duplicates tie bit for bit.
+    ``exact=False`` uses ``torch.cdist``'s default, which switches to the float32 matrix-product formula
+    for more than 25 frames (what the official code does); its self-distances may be slightly non-zero.
     """
-    mode = "donot_use_mm_for_euclid_dist" if exact else "use_mm_for_euclid_dist_if_necessary"
-    return torch.cdist(features, features, compute_mode=mode) / (features.shape[-1] ** 0.5)
+    if exact:
+        return product_form_distances(features)
+    return torch.cdist(features, features) / (features.shape[-1] ** 0.5)
+
+
+# A squared distance at most this many float64 epsilons per feature of |x_i|² + |x_j|² is rounding
+# noise of the product form (a dot product over d features errs by up to ~d epsilons): it is set to 0,
+# so that bit-identical frames (e.g. edge-padded ones) are exactly 0 apart as with coordinate differences.
+DUPLICATE_TOLERANCE = 4 * torch.finfo(torch.float64).eps
+
+
+def product_form_distances(features: Tensor) -> Tensor:
+    """Deterministic frame distances ``(b, f, d)`` → ``(b, f, f)`` (``/ sqrt(d)``, in the input dtype).
+
+    One float64 GEMM instead of the coordinate-difference kernel (``cdist``'s
+    ``donot_use_mm_for_euclid_dist``, 5-12x slower on CPU). Centring over frames (distances do not
+    change) and float64 keep the cancellation error ~1e-16 of the squared spread, far below float32
+    resolution, so the float32 result matches the difference form to rounding. Exactness where it
+    decides ties: the diagonal is ``sq_i + sq_i - 2 sq_i = 0`` exactly, pairs within
+    :data:`DUPLICATE_TOLERANCE` are 0, and the lower triangle is the mirror of the upper one.
+    Under autocast the float64 matmul is left alone (autocast only lowers float32).
+    """
+    d = features.shape[-1]
+    x = features.double()
+    x = x - x.mean(dim=1, keepdim=True)
+    gram = x @ x.transpose(1, 2)
+    sq = gram.diagonal(dim1=1, dim2=2)
+    norms = sq[:, :, None] + sq[:, None, :]  # bitwise symmetric: float addition commutes
+    squared = norms - 2 * gram
+    squared = torch.where(squared <= DUPLICATE_TOLERANCE * d * norms, 0.0, squared)
+    f = features.shape[1]
+    upper = torch.ones(f, f, dtype=torch.bool, device=features.device).triu()
+    squared = torch.where(upper, squared, squared.transpose(1, 2))
+    return (squared.sqrt() / d**0.5).to(features.dtype)
 
 
 def knn_density(distances: Tensor, k: int) -> Tensor:
@@ -87,7 +121,8 @@ def _check_request(name: str, features: Tensor, tokens: int, center: int | Tenso
         if c.ndim > 1 or (c.ndim == 1 and c.shape[0] != features.shape[0]):
             raise ValueError(f"{name}.select: center must be an int or a (b,) tensor, "
                              f"got shape {tuple(c.shape)}")
-        if bool((c < 0).any()) or bool((c >= f).any()):
+        # a device tensor of centres comes from the hourglass itself; reading it back would sync
+        if c.device.type == "cpu" and (bool((c < 0).any()) or bool((c >= f).any())):
             raise ValueError(f"{name}.select: center {c.tolist()} is outside [0, {f})")
 
 
@@ -137,8 +172,9 @@ class TPC(Pruner):
         tie_break: how frames of equal density are ordered. Mutual nearest neighbours always have equal
             density, so this decides which member of such a pair becomes the other's parent.
 
-            - ``"deterministic"`` (default): exact distances (self-distance exactly 0, so mutual nearest
-              neighbours have bit-equal densities), the lower frame index counts as denser, and equal
+            - ``"deterministic"`` (default): distances with an exactly zero diagonal and an exactly
+              symmetric matrix (:func:`product_form_distances`), so mutual nearest neighbours have
+              bit-equal densities; the lower frame index counts as denser, and equal
               scores prefer the lower index. Same input → same selection, whatever the RNG state.
             - ``"official"``: as the HoT code: ``torch.cdist`` default mode, ``torch.rand(rho.shape) * 1e-6``
               added to the density (global RNG, dtype/device of ``rho``, drawn once per call right after

@@ -62,6 +62,8 @@ def test_coco_file_uses_the_documented_mapping(tmp_path, checkpoint) -> None:
         ({"width": 0, "height": 480}, "positive"),
         ({"width": "null"}, "image size unknown"),
         ({"layout": "null"}, "layout=h36m or layout=coco"),
+        ({"precision": "fp16"}, "choose one of float32, bf16, int8"),
+        ({"precision": "int8", "device": "cuda"}, "CPU only"),
     ],
 )
 def test_bad_keypoint_input_fails_clearly(tmp_path, checkpoint, overrides, message) -> None:
@@ -70,6 +72,21 @@ def test_bad_keypoint_input_fails_clearly(tmp_path, checkpoint, overrides, messa
             "layout": "h36m", "width": 640, "height": 480}
     with pytest.raises(ValueError, match=message):
         run_inference(infer_config(**{**base, **overrides}))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precision_lifts_close_to_float32(tmp_path, checkpoint, precision) -> None:
+    np.save(tmp_path / "k.npy", walking_keypoints(12))
+    base = {"input": tmp_path / "k.npy", "ckpt": checkpoint, "layout": "h36m", "width": 640, "height": 480,
+            "render.animation": "null", "render.sheet": 0}
+    poses = {}
+    for p in ("float32", precision):
+        summary = run_inference(infer_config(**base, output_dir=tmp_path / p, precision=p))
+        assert summary["precision"] == p
+        with np.load(tmp_path / p / "poses_3d.npz") as result:
+            poses[p] = result["poses_3d"]
+    deviation = np.linalg.norm(poses[precision] - poses["float32"]) / np.linalg.norm(poses["float32"])
+    assert 0 < deviation < 0.1  # the tiny random-weight model; trained models: docs/performance.md
 
 
 def test_command_line_reports_bad_input_in_one_line(tmp_path, checkpoint) -> None:

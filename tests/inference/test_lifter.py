@@ -53,15 +53,16 @@ def test_load_model_is_the_network(ckpt) -> None:
         assert net(x).pose.shape == (2, 9, 17, 3)
 
 
-def test_bf16_is_close_and_int8_is_refused(ckpt) -> None:
+def test_bf16_and_int8_are_close(ckpt) -> None:
     points = walking_keypoints(9)
     exact = hotpose.Lifter.from_checkpoint(ckpt).lift(points, (640, 480), "h36m").poses_3d
     bf16 = hotpose.Lifter.from_checkpoint(ckpt, precision="bf16").lift(points, (640, 480), "h36m").poses_3d
     assert bf16.dtype == np.float32 and not np.array_equal(bf16, exact)
     np.testing.assert_allclose(bf16, exact, atol=0.05 * np.abs(exact).max())
-    with pytest.raises(ValueError, match="int8"):
-        hotpose.Lifter.from_checkpoint(ckpt, precision="int8")
-    with pytest.raises(ValueError, match="precision must be one of"):
+    int8 = hotpose.Lifter.from_checkpoint(ckpt, precision="int8").lift(points, (640, 480), "h36m").poses_3d
+    assert int8.dtype == np.float32 and not np.array_equal(int8, exact)
+    np.testing.assert_allclose(int8, exact, atol=0.05 * np.abs(exact).max())
+    with pytest.raises(ValueError, match="choose one of float32, bf16, int8"):
         hotpose.Lifter.from_checkpoint(ckpt, precision="fp16")
 
 

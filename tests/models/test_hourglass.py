@@ -115,8 +115,23 @@ def test_input_validation() -> None:
             model(torch.randn(*shape))
     x = torch.randn(1, 9, 17, 2)
     x[0, 3, 2, 1] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match=r"NaN or inf values \(first at index \[0, 3, 2, 1\]\)"):
         model(x)
+
+
+def test_finite_check_costs_no_device_sync() -> None:
+    x = torch.randn(1, 9, 17, 2)
+    x[0, 0, 0, 0] = float("inf")
+    model = Hourglass(TINY_MIXSTE).eval()
+    assert model.check_finite is None and model._should_check_finite(x)  # CPU: checked
+    # an accelerator tensor is not read back per forward unless asked for
+    assert not model._should_check_finite(torch.empty(1, device="meta"))
+    model.check_finite = True
+    assert model._should_check_finite(torch.empty(1, device="meta"))
+    model.check_finite = False
+    assert not torch.isfinite(model(x).pose).all()  # unchecked: the inf propagates
+    with pytest.raises(ValueError, match="NaN or inf"):
+        Hourglass(TINY_MIXSTE, check_finite=True)(x)
 
 
 def test_construction_validation() -> None:

@@ -192,3 +192,63 @@ def test_bad_options() -> None:
         TPC(tie_break="random")
     with pytest.raises(ValueError, match="features must be"):
         Motion().select(torch.randn(9, 4), 3)
+
+
+def _difference_form_selection(x: torch.Tensor, tokens: int, center: int | None = None, k: int = 2) -> torch.Tensor:
+    """Deterministic TPC on the coordinate-difference distances (the previous, slower computation)."""
+    dist = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist") / x.shape[-1] ** 0.5
+    density = knn_density(dist, k)
+    scores = parent_distances(dist, density, index_tie_break=True) * density
+    return top_frames(scores, tokens, center, stable=True)
+
+
+def _tie_cases() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    dup = torch.randn(2, 30, 16, generator=g)
+    dup[:, 10:20] = dup[:, 10:11]  # a run of bit-identical frames (edge padding looks like this)
+    blocks = torch.randn(1, 3, 24, generator=g).repeat_interleave(9, dim=1)  # 3 frames, 9 copies each
+    grid = torch.arange(20.0).reshape(1, 20, 1).repeat(2, 1, 3)  # equal spacing: every interior frame ties
+    offset = grid + 1000.0  # large common offset: cancellation in a naive product form
+    return {"pairs": PAIRS, "duplicates": dup, "blocks": blocks, "grid": grid, "offset": offset,
+            "constant": torch.full((2, 12, 5), 0.25)}
+
+
+@pytest.mark.parametrize("case", ["pairs", "duplicates", "blocks", "grid", "offset", "constant"])
+def test_product_form_keeps_the_difference_form_selection_on_ties(case: str) -> None:
+    x = _tie_cases()[case]
+    dist = pairwise_distances(x)
+    assert dist.diagonal(dim1=1, dim2=2).eq(0).all()
+    assert torch.equal(dist, dist.transpose(1, 2))
+    f = x.shape[1]
+    for tokens in (1, f // 3, f - 1):
+        assert torch.equal(TPC().select(x, tokens), _difference_form_selection(x, tokens)), tokens
+        assert torch.equal(TPC().select(x, tokens, center=(f - 1) // 2),
+                           _difference_form_selection(x, tokens, center=(f - 1) // 2)), tokens
+
+
+def test_product_form_ties_are_bit_equal() -> None:
+    x = _tie_cases()["duplicates"]
+    dist = pairwise_distances(x)
+    assert dist[:, 10:20, 10:20].eq(0).all()  # duplicates exactly 0 apart
+    assert torch.equal(dist[:, 10], dist[:, 15])  # and exactly as far from every other frame
+    grid = pairwise_distances(_tie_cases()["offset"])
+    density = knn_density(grid, 2)
+    assert density[:, 1:-1].eq(density[:, 1:2]).all()  # interior grid frames tie bit for bit
+
+
+@pytest.mark.parametrize("shape, k", [((4, 81, 32), 2), ((2, 243, 64), 2), ((3, 40, 8), 3), ((1, 351, 1536), 2)])
+def test_product_form_keeps_the_difference_form_selection_on_random_features(shape, k) -> None:
+    g = torch.Generator().manual_seed(sum(shape))
+    # smooth, video-like features: a random walk over frames on top of a large shared offset
+    x = torch.randn(shape, generator=g).cumsum(dim=1) * 0.1 + 3.0
+    exact = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist") / shape[-1] ** 0.5
+    torch.testing.assert_close(pairwise_distances(x), exact, rtol=2e-6, atol=1e-6)
+    for tokens in (shape[1] // 3, shape[1] // 9):
+        assert torch.equal(TPC(k=k).select(x, tokens), _difference_form_selection(x, tokens, k=k))
+
+
+def test_product_form_distances_ignore_autocast() -> None:
+    x = torch.randn(2, 27, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = pairwise_distances(x)
+    assert inside.dtype == torch.float32 and torch.equal(inside, pairwise_distances(x))
