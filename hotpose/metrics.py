@@ -10,7 +10,8 @@ Pure functions take poses ``(..., j, 3)`` (root-relative, any unit) and return o
 - :func:`mpjve`: velocity error between consecutive frames ``(b, f, j, 3)`` → ``(b, f-1)``.
 - :func:`adjacent_pairs`: which neighbouring scored frames are also neighbours in time. MPJVE only
   counts those: a pruned seq2seq model without recovery outputs its kept frames, whose differences
-  are not velocities (uniform pruning keeps no two adjacent frames, so its MPJVE is absent).
+  are not velocities (uniform pruning to half the frames or fewer keeps no two neighbours, so its MPJVE
+  is absent; TPC's kept frames are scored on their adjacent pairs only).
 
 Two evaluation protocols (``mode``) are implemented by :class:`PoseErrorMetric`:
 
