@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -149,18 +149,22 @@ def open_video(path: str | Path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     info = VideoInfo(width=first.shape[1], height=first.shape[0], fps=fps, frames=count)
 
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            frame = first
-            while frame is not None:
-                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                ok, frame = capture.read()
-                if not ok:
-                    frame = None
-        finally:
-            capture.release()
+    return info, _rgb_frames(capture, first)
 
-    return info, frames()
+
+def _rgb_frames(capture: Any, first: np.ndarray) -> Iterator[np.ndarray]:
+    """RGB frames of an opened OpenCV ``capture`` whose first frame was ``first`` (read to check it opens);
+    releases the capture when the frames run out or the caller stops."""
+    cv2 = _cv2()
+    try:
+        frame = first
+        while frame is not None:
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            ok, frame = capture.read()
+            if not ok:
+                frame = None
+    finally:
+        capture.release()
 
 
 def open_camera(index: int) -> tuple[VideoInfo, Iterator[np.ndarray]]:
@@ -175,18 +179,7 @@ def open_camera(index: int) -> tuple[VideoInfo, Iterator[np.ndarray]]:
     info = VideoInfo(width=first.shape[1], height=first.shape[0],
                      fps=float(capture.get(cv2.CAP_PROP_FPS)) or None, frames=None)
 
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            frame = first
-            while frame is not None:
-                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                ok, frame = capture.read()
-                if not ok:
-                    frame = None
-        finally:
-            capture.release()
-
-    return info, frames()
+    return info, _rgb_frames(capture, first)
 
 
 @dataclass
