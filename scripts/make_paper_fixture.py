@@ -3,7 +3,7 @@
 
 Usage::
 
-    PYTHONPATH=.:/path/to/timm-shim python scripts/make_paper_fixture.py \\
+    PYTHONPATH=. python scripts/make_paper_fixture.py --shim /path/to/timm-shim \\
         --official-dir /path/to/NationalGAILab/HoT --out tests/fixtures/paper
 
 What it does:
@@ -201,7 +201,7 @@ def run_official(copy: Path, variant: str, run: dict, folder: Path, work: Path, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--official-dir", required=True, type=Path, help="the official HoT repository")
-    parser.add_argument("--shim", default="/work/scratch/shim", help="folder providing timm's DropPath etc.")
+    parser.add_argument("--shim", required=True, help="folder providing timm's DropPath etc. (a timm stand-in)")
     parser.add_argument("--out", default=REPO / "tests" / "fixtures" / "paper", type=Path)
     parser.add_argument("--variants", nargs="*", default=list(RUNS))
     args = parser.parse_args()

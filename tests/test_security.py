@@ -122,7 +122,7 @@ def test_trainer_configs_use_the_safe_checkpoint_io() -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "configs")):
         for trainer in ("default", "cpu", "gpu", "ddp", "ddp_spawn"):
-            cfg = compose("train", overrides=[f"trainer={trainer}", "paths.output_dir=/tmp/unused"])
+            cfg = compose("train", overrides=[f"trainer={trainer}", "paths.output_dir=unused"])
             targets = [p["_target_"] for p in cfg.trainer.plugins]
             assert "hotpose.checkpoints.SafeCheckpointIO" in targets, trainer
     GlobalHydra.instance().clear()
