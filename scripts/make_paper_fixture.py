@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--out", default=REPO / "tests" / "fixtures" / "paper", type=Path)
     parser.add_argument("--variants", nargs="*", default=list(RUNS))
     args = parser.parse_args()
+    sys.path.insert(0, str(args.shim))  # the official classes import timm's DropPath here too
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
