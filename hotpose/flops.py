@@ -292,5 +292,13 @@ def count_flops(model: nn.Module, inputs: Tensor | Sequence[Tensor], module_dept
         "paper_by_op": _doubled(macs, PAPER_CATEGORIES),
         "full_by_op": _doubled(macs, FULL_CATEGORIES),
         "by_module": by_module,
-        "uncounted_ops": {k.removeprefix("aten::"): int(v) for k, v in sorted(uncounted.items())},
+        "uncounted_ops": _uncounted_by_name(uncounted),
     }
+
+
+def _uncounted_by_name(ops: dict[str, int]) -> dict[str, int]:
+    """``{"gelu": 3, ...}``: in-place variants (``gelu_``, which inference runs) under the op's name."""
+    names: Counter = Counter()
+    for op, count in ops.items():
+        names[op.removeprefix("aten::").removesuffix("_")] += int(count)
+    return dict(sorted(names.items()))

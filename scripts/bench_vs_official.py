@@ -151,8 +151,25 @@ def summarise(times: dict[str, list[float]], reference: str) -> dict[str, dict[s
             for n, t in times.items()}
 
 
+# Matrix products and the fused attention kernel: work that a float32 model of the same FLOPs cannot
+# avoid (hotpose runs the official GEMMs in the same library kernels).
+FLOOR_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm",
+             "aten::_scaled_dot_product_flash_attention_for_cpu")
+
+
+def floor_share(fn: Callable[[], object]) -> float:
+    """Share of one call's CPU time spent in :data:`FLOOR_OPS` (torch profiler, self time)."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in FLOOR_OPS) / total
+
+
 def inference_row(variant: str, batch: int, precisions: list[str], calls: int, warmup: int,
-                  official_bf16: bool = False) -> dict:
+                  official_bf16: bool = False, floor: bool = False) -> dict:
     _, channels, frames = VARIANTS[variant]
     torch.manual_seed(0)
     official = official_model(variant).eval()
@@ -198,11 +215,19 @@ def inference_row(variant: str, batch: int, precisions: list[str], calls: int, w
                 if not variant.startswith("tpc_"):
                     diffs["official bf16"] = (seeded(run_official) - reference).abs().max().item()
         times = time_interleaved(variants, calls, warmup)
+        share = floor_share(lambda: timed(x)) if floor else None
     if variant.startswith("tpc_"):
         diffs = {k if k == "hotpose float32" else f"{k} (centre frame)": v for k, v in diffs.items()}
-    return {"model": variant, "batch": batch, "frames": frames, "max_diff_official_numerics": equal_diff,
-            "equal": equal_diff <= EQUAL_TOLERANCE, "max_diff_to_official_fp32": diffs,
-            "timing": summarise(times, "official float32")}
+    row = {"model": variant, "batch": batch, "frames": frames, "max_diff_official_numerics": equal_diff,
+           "equal": equal_diff <= EQUAL_TOLERANCE, "max_diff_to_official_fp32": diffs,
+           "timing": summarise(times, "official float32")}
+    if share is not None:
+        # if everything but the matrix products and attention were free: the most float32 can give
+        timing = row["timing"]
+        row["floor_share"] = share
+        floor_s = share * timing["hotpose float32"]["median_s"]
+        row["float32_ceiling"] = timing["official float32"]["median_s"] / floor_s
+    return row
 
 
 def training_row(calls: int, warmup: int, frames: int = 81, batch: int = 4) -> dict:
@@ -250,6 +275,9 @@ def format_row(row: dict) -> str:
         extra = "" if diff is None else f", max|Δ| {diff:.1e}"
         parts.append(f"{name}: {t['median_s']:.3f}s ({t['min_s']:.3f}) {t['ratio']:.2f}x"
                      f" ({t['ratio_min']:.2f}x){extra}")
+    if "float32_ceiling" in row:
+        parts.append(f"GEMM+attention {row['floor_share']:.0%} of hotpose float32, "
+                     f"float32 ceiling {row['float32_ceiling']:.2f}x")
     return " | ".join(parts)
 
 
@@ -289,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--official-bf16", action="store_true", help="also time the official class in bf16")
     parser.add_argument("--train-step", action="store_true", help="add the MixSTE training-step row")
+    parser.add_argument("--floor", action="store_true",
+                        help="profile hotpose float32 once: share of matrix products + attention, and the "
+                             "float32 ceiling (official time / that share of hotpose's time)")
     parser.add_argument("--only-train-step", action="store_true")
     parser.add_argument("--real-timm", action="store_true", help="import the installed timm")
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per row")
@@ -312,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         for batch in (int(b) for b in args.batches.split(",")):
             for m in models:
                 rows.append(lambda m=m, batch=batch: inference_row(m, batch, args.precisions.split(","),
-                                                                    args.calls, args.warmup, args.official_bf16))
+                                                                    args.calls, args.warmup, args.official_bf16,
+                                                                    args.floor))
     if args.train_step or args.only_train_step:
         rows.append(lambda: training_row(args.calls, args.warmup))
     for make in rows:

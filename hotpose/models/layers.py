@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -37,6 +38,30 @@ def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     weights = ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(dim=-1)
     return F.dropout(weights, dropout_p) @ v
+
+
+def records_autograd(*tensors: Tensor) -> bool:
+    """Whether autograd would record an op on ``tensors`` (then nothing may be overwritten in place)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def residual(x: Tensor, branch: Tensor) -> Tensor:
+    """``x + branch`` for a residual connection; ``branch`` must be a fresh layer output.
+
+    With autograd off (inference) the sum is written into ``branch``: the same numbers (addition
+    commutes), but no new activation tensor to allocate and first-touch per block, which on CPU
+    costs as much as the addition itself at paper sizes.
+    """
+    if branch.shape == x.shape and branch.dtype == x.dtype and not records_autograd(x, branch):
+        return branch.add_(x)
+    return x + branch
+
+
+def scale(branch: Tensor, factor: Tensor) -> Tensor:
+    """``factor * branch`` (a per-channel layer scale), in place on the fresh ``branch`` at inference."""
+    if branch.dtype == torch.promote_types(branch.dtype, factor.dtype) and not records_autograd(branch, factor):
+        return branch.mul_(factor)
+    return factor * branch
 
 
 class DropPath(nn.Module):
@@ -129,7 +154,12 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        h = self.fc1(x)
+        if type(self.act) is nn.GELU and not records_autograd(h):
+            h = torch.ops.aten.gelu_(h, approximate=self.act.approximate)  # same kernel, no new tensor
+        else:
+            h = self.act(h)
+        return self.drop(self.fc2(self.drop(h)))
 
 
 class TransformerBlock(nn.Module):
@@ -145,8 +175,8 @@ class TransformerBlock(nn.Module):
         self.mlp = Mlp(dim, mlp_hidden, drop=drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = residual(x, self.drop_path(self.attn(self.norm1(x))))
+        return residual(x, self.drop_path(self.mlp(self.norm2(x))))
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cpu_records import cpu_vendor
 from omegaconf import OmegaConf
 
 from hotpose.convert import main as convert_main
@@ -78,16 +79,22 @@ def test_reproduces_official_output(variant: str) -> None:
         assert torch.equal(model(data["x"]), out.pose)
 
 
-EXTRA_SEEDS = torch.load(FIXTURES / "extra_seeds.pt", weights_only=True)
+# The extra seeds are tie-fragile on purpose: their official outputs are recorded per CPU vendor
+# (tests/cpu_records.py), each made by the official classes on a CPU of that vendor.
+EXTRA_SEEDS = {"AuthenticAMD": torch.load(FIXTURES / "extra_seeds.pt", weights_only=True),
+               "GenuineIntel": torch.load(FIXTURES / "extra_seeds_intel.pt", weights_only=True)}
 
 
-@pytest.mark.parametrize("variant", sorted(EXTRA_SEEDS))
+@pytest.mark.parametrize("variant", sorted(set().union(*EXTRA_SEEDS.values())))
 def test_any_seed_reproduces_official_output(variant: str) -> None:
     """The fixture seeds were picked so that float32 op order cannot flip a selection; these seeds were
     not, so they also check that attention and joint pooling run in the official order of operations."""
+    record = EXTRA_SEEDS.get(cpu_vendor(), {})
+    if variant not in record:
+        pytest.skip(f"no official outputs of {variant} recorded on a {cpu_vendor()} CPU")
     data = fixture(variant)
     model = load_official(data["weights"], variant, **data["overrides"])
-    for seed, expected in EXTRA_SEEDS[variant].items():
+    for seed, expected in record[variant].items():
         torch.manual_seed(seed)
         with torch.no_grad():
             pose = model(data["x"])

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cpu_records import cpu_vendor
 from h36m_folder import ACTIONS, build_h36m_folder, folder_digest
 from hydra.core.global_hydra import GlobalHydra
 
@@ -27,7 +28,12 @@ from hotpose.convert import main as convert_main
 from hotpose.models.hourglass import Hourglass
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "paper"
-NUMBERS = json.loads((FIXTURES / "official_numbers.json").read_text())
+# One official run per CPU vendor (tests/cpu_records.py): on this harness the two differ only for
+# tpc_mhformer, where one clustering call decides a tie the other way (0.6 mm on one action).
+RECORDS = {"AuthenticAMD": ("official_numbers.json", "official_kept.npz"),
+           "GenuineIntel": ("official_numbers_intel.json", "official_kept_intel.npz")}
+NUMBERS_FILE, KEPT_FILE = RECORDS.get(cpu_vendor(), RECORDS["AuthenticAMD"])
+NUMBERS = json.loads((FIXTURES / NUMBERS_FILE).read_text())
 TOLERANCE_MM = 1e-3
 
 
@@ -47,7 +53,7 @@ def official_kept(variant: str) -> list[np.ndarray]:
     """The official selections, one (b, k) per clustering call, as hotpose reports them: sorted, and
     with the centre frame for tpc_* (the official code appends it after clustering)."""
     run = NUMBERS["variants"][variant]
-    with np.load(FIXTURES / "official_kept.npz") as npz:
+    with np.load(FIXTURES / KEPT_FILE) as npz:
         if f"{variant}/rows" not in npz.files:
             return []
         rows, kept = npz[f"{variant}/rows"].astype(np.int64), npz[f"{variant}/kept"].astype(np.int64)

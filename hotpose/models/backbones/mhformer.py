@@ -30,7 +30,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from hotpose.models.backbones.base import Backbone
-from hotpose.models.layers import Attention, CrossAttention, Mlp, TransformerBlock, drop_path
+from hotpose.models.layers import Attention, CrossAttention, Mlp, TransformerBlock, drop_path, residual
 
 NUM_HYPOTHESES = 3
 # The official code switches the hypothesis embedding to Conv+BN+ReLU+Dropout for short clips.
@@ -84,7 +84,7 @@ class SelfHypothesisBlock(nn.Module):
         self.mlp = Mlp(NUM_HYPOTHESES * dim, mlp_hidden, drop=drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        hyps = [x[:, :, k] + self.drop_path(self.attns[k](self.attn_norms[k](x[:, :, k])))
+        hyps = [residual(x[:, :, k], self.drop_path(self.attns[k](self.attn_norms[k](x[:, :, k]))))
                 for k in range(NUM_HYPOTHESES)]
         return _concat_mlp_residual(self, hyps)
 
@@ -117,7 +117,7 @@ class CrossHypothesisBlock(nn.Module):
             q_src, k_src = (h for h in range(NUM_HYPOTHESES) if h != k)
             update = self.cross_attns[k](self.query_norms[k](hyps[q_src]), self.key_norms[k](hyps[k_src]),
                                          self.value_norms[k](hyps[k]))
-            hyps[k] = hyps[k] + self.drop_path(update)
+            hyps[k] = residual(hyps[k], self.drop_path(update))
         return _concat_mlp_residual(self, hyps)
 
 
@@ -125,7 +125,7 @@ def _concat_mlp_residual(block: SelfHypothesisBlock | CrossHypothesisBlock, hyps
     """Stack hypotheses ``3 × (b, f, c)`` → ``(b, f, 3, c)`` and add the MLP on their concatenation."""
     x = torch.stack(hyps, dim=2)
     flat = x.flatten(2)  # hypothesis-major, the same order as torch.cat(hyps, dim=-1)
-    flat = flat + block.drop_path(block.mlp(block.mlp_norm(flat)))
+    flat = residual(flat, block.drop_path(block.mlp(block.mlp_norm(flat))))
     return flat.view_as(x)
 
 
@@ -214,7 +214,7 @@ class MHFormer(Backbone):
         hyps = []
         for norm, encoder, embedding, pos in zip(self.mhg_norms, self.mhg_encoders, self.embeddings,
                                                  self.pos_embeds):
-            h = h + encoder(norm(h))
+            h = residual(h, encoder(norm(h)))
             hyps.append(embedding(h).transpose(1, 2) + pos)
         return self.pos_drop(torch.stack(hyps, dim=2))
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from hotpose.data.skeleton import PARENTS
 from hotpose.models.backbones.base import Backbone
-from hotpose.models.layers import Attention, Mlp, drop_path
+from hotpose.models.layers import Attention, Mlp, drop_path, residual, scale
 
 # The official neighbour lists (MotionAGFormer's GCN, copied by HoT) leave out three directions of
 # the bone graph: the pelvis does not aggregate from the left hip, nor the thorax from the two
@@ -147,8 +147,8 @@ class LayerScaleBlock(nn.Module):
         self.layer_scale_2 = nn.Parameter(torch.full((dim,), layer_scale_init))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.layer_scale_1 * self.mixer(self.norm1(x)))
-        return x + self.drop_path(self.layer_scale_2 * self.mlp(self.norm2(x)))
+        x = residual(x, self.drop_path(scale(self.mixer(self.norm1(x)), self.layer_scale_1)))
+        return residual(x, self.drop_path(scale(self.mlp(self.norm2(x)), self.layer_scale_2)))
 
 
 class MotionAGFormerBlock(nn.Module):
