@@ -22,6 +22,7 @@ from hotpose.callbacks import MetricsFile, format_table
 from hotpose.checkpoints import CheckpointError, load_torch_file
 from hotpose.config_checks import check_flip_combination
 from hotpose.errors import check_required, one_line_user_errors
+from hotpose.host_memory import keep_freed_memory
 from hotpose.lit import MODEL_KEYS, HotposeModule
 from hotpose.metrics import NAMES
 from hotpose.paper import paper_setup
@@ -63,6 +64,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         print(f"paper protocol: {paper_note}")
     flags = {key: overrides.get(key, hparams.get(key, True)) for key in ("test_flip", "flip_reselect")}
     check_flip_combination(hparams["model"], str(hparams.get("pipeline", "seq2seq")), **flags)
+    keep_freed_memory()  # reuse freed activation memory (hotpose/host_memory.py)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)

@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 import hotpose.cli_help  # noqa: F401  (registers the resolver of the --help text)
 from hotpose.data.skeleton import JOINT_NAMES, PARENTS
 from hotpose.errors import check_required, user_errors_exit, writable_folder
+from hotpose.host_memory import keep_freed_memory
 from hotpose.inference.checkpoint import LoadedModel
 from hotpose.inference.keypoints import KeypointTrack, load_keypoints
 from hotpose.inference.lifter import Lifter
@@ -191,6 +192,7 @@ def lifter_from_config(cfg: DictConfig) -> Lifter:
 
 def run_inference(cfg: DictConfig) -> dict[str, Any]:
     """The whole pipeline for one input; returns the summary also written to ``summary.json``."""
+    keep_freed_memory()  # reuse freed activation memory (hotpose/host_memory.py)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     source = Path(str(cfg.input))

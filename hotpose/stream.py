@@ -33,6 +33,7 @@ import torch
 from omegaconf import DictConfig
 
 from hotpose.data.skeleton import JOINT_NAMES, PARENTS
+from hotpose.host_memory import keep_freed_memory
 from hotpose.infer import DEFAULT_FPS, input_kind
 from hotpose.inference.keypoints import load_keypoints
 from hotpose.inference.lifter import Lifter
@@ -188,6 +189,7 @@ def json_line(pose: StreamPose, latency_ms: float) -> str:
 
 def run_stream(cfg: DictConfig, out: TextIO = sys.stdout) -> dict[str, Any]:
     """The whole loop for one input; returns the summary also written to ``summary.json``."""
+    keep_freed_memory()  # reuse freed activation memory (hotpose/host_memory.py)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(int(cfg.seed))

@@ -26,6 +26,7 @@ import hotpose.cli_help  # noqa: F401  (registers the resolver of the --help tex
 from hotpose.callbacks import format_table
 from hotpose.config_checks import check_flip_combination
 from hotpose.errors import ConfigError, UserError, check_required, exit_on_user_error
+from hotpose.host_memory import keep_freed_memory
 from hotpose.job_status import mark_started
 from hotpose.lit import MODEL_KEYS, OPTIONAL_MODEL_KEYS, HotposeModule
 from hotpose.preemption import exit_on_sigterm
@@ -164,6 +165,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_launch(cfg)
     check_required(cfg)
     mark_started(cfg.paths.output_dir)  # lets a report tell a killed job from a running one
+    keep_freed_memory()  # reuse freed activation memory (hotpose/host_memory.py)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)

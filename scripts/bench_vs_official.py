@@ -50,6 +50,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hotpose.host_memory import keep_freed_memory  # noqa: E402
 from hotpose.models.official import load_official  # noqa: E402
 from hotpose.precision import autocast, prepare_model  # noqa: E402
 
@@ -322,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
                              "float32 ceiling (official time / that share of hotpose's time)")
     parser.add_argument("--only-train-step", action="store_true")
     parser.add_argument("--real-timm", action="store_true", help="import the installed timm")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc as it is (default: hotpose's keep_freed_memory, which then "
+                             "serves the official classes too, as they share the process)")
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per row")
     args = parser.parse_args(argv)
     if not (args.official_dir / "model").is_dir():
@@ -335,8 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(args.official_dir.resolve()))
     if args.threads:
         torch.set_num_threads(args.threads)
+    tuned = not args.default_malloc and keep_freed_memory()
     header = (f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s), "
-              f"{args.calls} timed calls per variant after {args.warmup} warm-up")
+              f"{args.calls} timed calls per variant after {args.warmup} warm-up, "
+              f"malloc {'keeps freed memory (both models)' if tuned else 'as glibc sets it'}")
     print(header, flush=True)
     rows: list[tuple[Callable[[], dict]]] = []
     if not args.only_train_step:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from hotpose.benchmarks.complexity import PAPER_MODELS, build_paper_model, quick_overrides
+from hotpose.host_memory import keep_freed_memory
 
 # baseline name, pruned name (keys of PAPER_MODELS)
 PAIRS: dict[str, tuple[str, str]] = {
@@ -300,6 +301,7 @@ def main(argv: Sequence[str] = ()) -> int:
         options.check()
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
+    keep_freed_memory()  # as every entry point does (hotpose/host_memory.py)
     previous_threads = torch.get_num_threads()
     if args.threads is not None or args.quick:
         # tiny models on a shared CPU: a second OpenMP thread costs more in waiting than it gains
