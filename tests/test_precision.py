@@ -56,6 +56,24 @@ def test_int8_quantises_every_linear_on_a_copy() -> None:
     assert any(type(m) is nn.Linear for m in net.modules())  # the float model is untouched
 
 
+@pytest.mark.parametrize("family", list(TINY))
+def test_bf16_weights_stored_once_give_autocasts_numbers(family: str) -> None:
+    """On CPU the bf16 model holds its linear weights in bfloat16: the values autocast would make on
+    every call, so the output is bit-identical to autocast over the float32 model."""
+    torch.manual_seed(0)
+    net = Hourglass(TINY[family]).eval()
+    x = torch.randn(2, 27, 17, 2)
+    model = prepare_model(net, "bf16", "cpu")
+    assert model is not net
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    assert all(m.weight.dtype == torch.float32 for m in net.modules() if isinstance(m, nn.Linear))
+    assert all(p.dtype == torch.float32 for m in model.modules() if isinstance(m, nn.LayerNorm)
+               for p in m.parameters())
+    with torch.no_grad(), autocast("bf16", "cpu"):
+        assert torch.equal(model(x).pose, net(x).pose)
+
+
 def test_autocast_contexts() -> None:
     with autocast("bf16", "cpu"):
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")

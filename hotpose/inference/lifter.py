@@ -28,7 +28,9 @@ from hotpose.precision import check_precision, prepare_model
 def load_model(ckpt: str | Path, device: str | torch.device = "cpu", precision: str = "float32") -> nn.Module:
     """The network of a hotpose checkpoint (trained or converted), weights loaded strictly, in eval mode on
     ``device`` and prepared for ``precision``: ``net(x (b, F, 17, c))`` returns an
-    :class:`~hotpose.models.hourglass.HourglassOutput` (``pose (b, f, 17, 3)``, ``frame_index``)."""
+    :class:`~hotpose.models.hourglass.HourglassOutput` (``pose (b, f, 17, 3)``, ``frame_index``).
+    At ``bf16`` call it under ``hotpose.precision.autocast("bf16", device)`` (on CPU its linear weights
+    are stored in bfloat16)."""
     return prepare_model(checkpoint.load_model(ckpt).net, precision, device)
 
 
