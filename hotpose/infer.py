@@ -182,12 +182,14 @@ def render_outputs(cfg: DictConfig, result: LiftResult, track: KeypointTrack, vi
 
 
 def lifter_from_config(cfg: DictConfig) -> Lifter:
-    """The :class:`~hotpose.inference.lifter.Lifter` of ``ckpt``, ``device``, ``precision`` and ``lifting.*``."""
+    """The :class:`~hotpose.inference.lifter.Lifter` of ``ckpt``, ``device``, ``precision``, ``backend`` and
+    ``lifting.*``."""
     lifting = cfg.lifting
     return Lifter.from_checkpoint(str(cfg.ckpt), device=str(cfg.device), precision=str(cfg.get("precision", "float32")),
                                   flip=bool(lifting.flip), batch_size=int(lifting.batch_size),
                                   stride=lifting.get("stride"), use_scores=bool(lifting.use_scores),
-                                  plan=str(lifting.get("plan", "tiled")), delay=lifting.get("delay"))
+                                  plan=str(lifting.get("plan", "tiled")), delay=lifting.get("delay"),
+                                  backend=str(cfg.get("backend", "torch")))
 
 
 def run_inference(cfg: DictConfig) -> dict[str, Any]:

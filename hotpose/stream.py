@@ -196,7 +196,8 @@ def run_stream(cfg: DictConfig, out: TextIO = sys.stdout) -> dict[str, Any]:
     log = sys.stderr if cfg.json_lines else out
     out_dir = Path(str(cfg.output_dir))
     lifter = Lifter.from_checkpoint(str(cfg.ckpt), device=str(cfg.device), precision=str(cfg.precision),
-                                    flip=bool(cfg.flip), use_scores=bool(cfg.use_scores))
+                                    flip=bool(cfg.flip), use_scores=bool(cfg.use_scores),
+                                    backend=str(cfg.get("backend", "torch")))
     print(f"model: {lifter.describe()}", file=log)
     source = open_source(cfg)
     try:

@@ -22,6 +22,7 @@ from torch import nn
 from hotpose.inference import checkpoint
 from hotpose.inference.keypoints import KeypointTrack, load_keypoints, track_from_array
 from hotpose.inference.lifting import PLANS, LiftResult, lift_track
+from hotpose.inference.onnx_backend import check_backend, export_for_onnxruntime
 from hotpose.precision import check_precision, prepare_model
 
 
@@ -45,11 +46,14 @@ class Lifter:
         use_scores: give detector confidences to 3-channel backbones.
         plan: ``tiled`` (default) or ``centred`` (the windows of a live stream,
             :func:`~hotpose.inference.lifting.centred_windows`), with ``delay`` frames of look-ahead.
+        backend: ``torch``, or ``onnxruntime`` (the network exported to ONNX once, checked against
+            PyTorch, run by ONNX Runtime; float32 on CPU; :mod:`hotpose.inference.onnx_backend`).
     """
 
     def __init__(self, model: checkpoint.LoadedModel, device: str | torch.device = "cpu",
                  precision: str = "float32", flip: bool = True, batch_size: int = 32, stride: int | None = None,
-                 use_scores: bool = True, plan: str = "tiled", delay: int | None = None) -> None:
+                 use_scores: bool = True, plan: str = "tiled", delay: int | None = None,
+                 backend: str = "torch") -> None:
         if plan not in PLANS:
             raise ValueError(f"plan must be one of {PLANS}, got {plan!r}")
         if batch_size < 1:
@@ -57,8 +61,12 @@ class Lifter:
         self.model = model
         self.device = torch.device(device)
         check_precision(precision, device)
-        self.precision = precision
-        self.net = prepare_model(model.net, precision, self.device)
+        check_backend(backend, precision, self.device)
+        self.precision, self.backend = precision, backend
+        if backend == "onnxruntime":
+            self.net = export_for_onnxruntime(model.net)
+        else:
+            self.net = prepare_model(model.net, precision, self.device)
         self.flip, self.batch_size, self.stride = bool(flip), int(batch_size), stride
         self.use_scores, self.plan, self.delay = bool(use_scores), plan, delay
 
@@ -77,7 +85,8 @@ class Lifter:
         return self.model.pipeline
 
     def describe(self) -> str:
-        return f"{self.model.describe()}; {self.precision} on {self.device}"
+        backend = "" if self.backend == "torch" else f" ({self.backend})"
+        return f"{self.model.describe()}; {self.precision} on {self.device}{backend}"
 
     def lift_track(self, track: KeypointTrack) -> LiftResult:
         """3D poses of an H36M-17 :class:`~hotpose.inference.keypoints.KeypointTrack` (gaps filled, flagged)."""

@@ -71,3 +71,29 @@ def test_bad_format_is_refused(tmp_path) -> None:
     ckpt = save_checkpoint(tmp_path / "m.ckpt", tiny_mixste())
     with pytest.raises(ValueError, match="format must be one of"):
         export_checkpoint(ckpt, ["tflite"], tmp_path)
+
+
+@needs_onnx
+def test_lifter_on_onnxruntime_equals_the_pytorch_lifter(tmp_path) -> None:
+    """backend=onnxruntime: the same poses as PyTorch (deterministic TPC both) for a track of several
+    windows, flip included; reduced precision or a GPU is refused with the combination named.
+
+    27 frames = three whole windows: an edge-padded window of this tiny model has near-duplicate
+    frames whose DPC-kNN densities round to 1.0 in float32, and there ONNX Runtime's and PyTorch's last
+    bits pick other frames (docs/performance.md)."""
+    from hotpose.inference.lifter import Lifter
+    from hotpose.inference.onnx_backend import OnnxRuntimeNet
+
+    ckpt = save_checkpoint(tmp_path / "hot.ckpt", tiny_mixste(frames=9, tokens=3))
+    keypoints = (torch.randn(27, 17, 2).cumsum(dim=0) * 2 + 500).numpy()
+    on_torch = Lifter.from_checkpoint(ckpt, batch_size=4)
+    on_ort = Lifter.from_checkpoint(ckpt, batch_size=4, backend="onnxruntime")
+    assert isinstance(on_ort.net, OnnxRuntimeNet) and "(onnxruntime)" in on_ort.describe()
+    expected = on_torch.lift(keypoints, image_size=(1000, 1000), layout="h36m")
+    got = on_ort.lift(keypoints, image_size=(1000, 1000), layout="h36m")
+    assert got.poses_3d.shape == (27, 17, 3) and got.passes == expected.passes == 2
+    assert abs(got.poses_3d - expected.poses_3d).max() <= 1e-4
+    with pytest.raises(ValueError, match="backend=onnxruntime runs the exported float32 graph on CPU"):
+        Lifter.from_checkpoint(ckpt, precision="bf16", backend="onnxruntime")
+    with pytest.raises(ValueError, match="choose one of torch, onnxruntime"):
+        Lifter.from_checkpoint(ckpt, backend="tensorrt")
