@@ -300,12 +300,33 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary_table(rows: list[dict]) -> str:
+    """One line per model and batch: each variant's speed relative to the official float32 class."""
+    lines = ["| model | batch | hotpose float32 | hotpose bf16 | official bf16 | hotpose int8 "
+             "| float32 ceiling (GEMM+attention share) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        if "equal" not in row:
+            continue
+        timing = row["timing"]
+
+        def ratio(name: str, timing: dict = timing) -> str:
+            return f"{timing[name]['ratio']:.2f}x" if name in timing else "–"
+
+        ceiling = (f"{row['float32_ceiling']:.2f}x ({row['floor_share']:.0%})" if "float32_ceiling" in row
+                   else "–")
+        lines.append(f"| {row['model']} | {row['batch']} | {ratio('hotpose float32')} | {ratio('hotpose bf16')} "
+                     f"| {ratio('official bf16')} | {ratio('hotpose int8')} | {ceiling} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "--table":  # python scripts/bench_vs_official.py --table a.jsonl [b.jsonl ...]
         rows = [json.loads(line) for path in argv[1:] for line in Path(path).read_text().splitlines() if line]
         print(markdown_table(rows))
+        print()
+        print(summary_table(rows))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--official-dir", required=True, type=Path,
