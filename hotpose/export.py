@@ -143,9 +143,9 @@ def export_torchscript(module: PoseExport, example: Tensor, path: Path) -> Path:
 
 
 def onnx_runner(path: Path):
-    import onnxruntime
+    from hotpose.inference.onnx_backend import cpu_session
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = cpu_session(path)
     name = session.get_inputs()[0].name
     return lambda x: tuple(torch.from_numpy(np.asarray(v)) for v in session.run(None, {name: x.numpy()}))
 

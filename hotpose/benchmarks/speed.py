@@ -194,18 +194,15 @@ def _onnxruntime_call(model: torch.nn.Module, x: torch.Tensor, workdir: str | No
     import tempfile
     from pathlib import Path
 
-    import onnxruntime
-
     from hotpose.export import PoseExport, export_friendly, export_onnx
+    from hotpose.inference.onnx_backend import cpu_session
 
     folder = Path(workdir or tempfile.mkdtemp(prefix="hotpose-bench-"))
     path = folder / f"model_{id(model)}.onnx"
     net = model.eval()
     with export_friendly(net), torch.no_grad():
         export_onnx(PoseExport(net), x, path)
-    session_options = onnxruntime.SessionOptions()
-    session_options.intra_op_num_threads = torch.get_num_threads()
-    session = onnxruntime.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+    session = cpu_session(path)
     name, feed = session.get_inputs()[0].name, x.numpy()
     return lambda: session.run(None, {name: feed})
 

@@ -29,19 +29,24 @@ def check_backend(backend: str, precision: str, device: torch.device | str) -> N
                          f"device={device} (use backend=torch for reduced precision or a GPU)")
 
 
+def cpu_session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads (default: torch's)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ValueError("backend=onnxruntime needs the onnxruntime package: pip install 'hotpose[export]'") \
+            from None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = int(threads or torch.get_num_threads())
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimeNet:
     """An exported network run by an ONNX Runtime session; called like the PyTorch network."""
 
     def __init__(self, path: str | Path, frames: int, in_channels: int, threads: int | None = None) -> None:
-        try:
-            import onnxruntime
-        except ImportError:
-            raise ValueError("backend=onnxruntime needs the onnxruntime package: pip install 'hotpose[export]'") \
-                from None
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = int(threads or torch.get_num_threads())
         self.path, self.frames, self.in_channels = Path(path), int(frames), int(in_channels)
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
 
     def to(self, device: torch.device | str) -> OnnxRuntimeNet:
