@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from hotpose.data.skeleton import ROOT
 from hotpose.data.transforms import flip_pose
 from hotpose.metrics import MODES, NAMES, PoseErrorMetric, per_action_table
-from hotpose.models.layers import explicit_attention
+from hotpose.models.layers import official_kernels
 
 PIPELINES = ("seq2seq", "seq2frame")
 EVAL_MODES = (*MODES, "both")
@@ -217,7 +217,7 @@ class HotposeModule(pl.LightningModule):
 
     def forward(self, x: Tensor, kept: list[Tensor] | None = None) -> Any:
         if self.hparams.get("official_numerics"):
-            with explicit_attention():
+            with official_kernels():
                 return self._forward(x, kept=kept)
         return self._forward(x, kept=kept)
 

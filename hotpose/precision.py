@@ -65,7 +65,11 @@ def prepare_model(model: nn.Module, precision: str, device: torch.device | str =
         warnings.simplefilter("ignore", category=DeprecationWarning)
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
+        copied = copy.deepcopy(model).eval()
+        for module in copied.modules():
+            if isinstance(module, nn.Linear):
+                module.__class__ = nn.Linear  # torch.ao matches exact types; hotpose's Linear only picks a GEMM
+        return quantize_dynamic(copied, {nn.Linear}, dtype=torch.qint8)
 
 
 # the layers whose weights autocast lowers to bfloat16 (torch.autocast's lower-precision op list)

@@ -17,7 +17,8 @@ Method, per row (one model at one batch size):
    ``torch.rand``), hotpose in official numerics (explicit attention) and the official class are run on
    one input; ``max |Δ|`` is reported and must be <= 1e-5 (the row is marked otherwise). The timed
    hotpose model runs SDPA attention: its difference to the official output is reported too.
-3. Timing: every variant of the row (official float32; hotpose float32, bf16, int8; official bf16)
+3. Timing: every variant of the row (official float32; hotpose float32, bf16, int8; official bf16;
+   hotpose float32 with torch's own GEMM for its linear layers where oneDNN's is the default)
    in one process, ``--warmup`` untimed calls each, then ``--calls`` timed calls each, interleaved
    A/B/C/... with the order reversed on every other round (one round = one call of each). Median and
    min seconds per call; ratio = official float32 median / variant median (>1: faster than the official
@@ -51,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hotpose.host_memory import keep_freed_memory  # noqa: E402
+from hotpose.models.layers import cpu_linear, current_cpu_linear  # noqa: E402
 from hotpose.models.official import load_official  # noqa: E402
 from hotpose.precision import autocast, prepare_model  # noqa: E402
 
@@ -153,9 +155,11 @@ def summarise(times: dict[str, list[float]], reference: str) -> dict[str, dict[s
 
 
 # Matrix products and the fused attention kernel: work that a float32 model of the same FLOPs cannot
-# avoid (hotpose runs the official GEMMs in the same library kernels).
-FLOOR_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm",
+# avoid in the kernels hotpose runs (oneDNN's GEMM for linear layers where available, else MKL's).
+FLOOR_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "mkldnn::_linear_pointwise",
              "aten::_scaled_dot_product_flash_attention_for_cpu")
+# the extra variant that shows what the linear kernel alone gives (hotpose with torch's own GEMM)
+TORCH_GEMM = "hotpose float32 torch GEMM"
 
 
 def floor_share(fn: Callable[[], object]) -> float:
@@ -185,6 +189,12 @@ def inference_row(variant: str, batch: int, precisions: list[str], calls: int, w
         variants: dict[str, Callable[[], object]] = {"official float32": lambda: official(x),
                                                       "hotpose float32": lambda: timed(x)}
         diffs = {"hotpose float32": sdpa_diff}
+        if current_cpu_linear() != "torch":
+            def torch_gemm() -> object:
+                with cpu_linear("torch"):
+                    return timed(x)
+            variants[TORCH_GEMM] = torch_gemm
+            diffs[TORCH_GEMM] = (seeded(torch_gemm) - reference).abs().max().item()
         if is_pruned(variant):
             # hotpose's default tie-break (float64 product-form distances, index rule): no RNG, so its
             # selection may differ from the official random one on tied pairs; timed, not compared
@@ -242,17 +252,23 @@ def training_row(calls: int, warmup: int, frames: int = 81, batch: int = 4) -> d
     x, target = torch.randn(batch, frames, 17, 2), torch.randn(batch, frames, 17, 3) * 0.2
     ours_bf16 = load_official(official.state_dict(), "mixste").train()
     ours_bf16.official_numerics = False
+    runs = [("official float32", official, "float32", None), ("hotpose float32", ours, "float32", None),
+            ("hotpose bf16", ours_bf16, "bf16", None)]
+    if current_cpu_linear() != "torch":
+        ours_torch_gemm = load_official(official.state_dict(), "mixste").train()
+        ours_torch_gemm.official_numerics = False
+        runs.insert(2, (TORCH_GEMM, ours_torch_gemm, "float32", "torch"))
     steps = {}
-    for name, model, precision in (("official float32", official, "float32"), ("hotpose float32", ours, "float32"),
-                                   ("hotpose bf16", ours_bf16, "bf16")):
+    for name, model, precision, kernel in runs:
         optimiser = torch.optim.AdamW(model.parameters(), lr=4e-5, weight_decay=0.1)
 
         def step(model: nn.Module = model, optimiser: torch.optim.Optimizer = optimiser,
-                 precision: str = precision) -> None:
+                 precision: str = precision, kernel: str | None = kernel) -> None:
             optimiser.zero_grad(set_to_none=True)
-            with autocast(precision, "cpu"):  # bf16: what Lightning's precision=bf16-mixed does
+            with cpu_linear(kernel or current_cpu_linear()), autocast(precision, "cpu"):
+                # bf16: what Lightning's precision=bf16-mixed does
                 loss = loss_fn(first(model(x)).float(), target)
-            loss.backward()
+                loss.backward()
             optimiser.step()
 
         steps[name] = step
@@ -302,8 +318,8 @@ def markdown_table(rows: list[dict]) -> str:
 
 def summary_table(rows: list[dict]) -> str:
     """One line per model and batch: each variant's speed relative to the official float32 class."""
-    lines = ["| model | batch | hotpose float32 | hotpose bf16 | official bf16 | hotpose int8 "
-             "| float32 ceiling (GEMM+attention share) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | batch | hotpose float32 | (torch GEMM) | hotpose bf16 | official bf16 | hotpose int8 "
+             "| float32 ceiling (GEMM+attention share) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         if "equal" not in row:
             continue
@@ -314,7 +330,8 @@ def summary_table(rows: list[dict]) -> str:
 
         ceiling = (f"{row['float32_ceiling']:.2f}x ({row['floor_share']:.0%})" if "float32_ceiling" in row
                    else "–")
-        lines.append(f"| {row['model']} | {row['batch']} | {ratio('hotpose float32')} | {ratio('hotpose bf16')} "
+        lines.append(f"| {row['model']} | {row['batch']} | {ratio('hotpose float32')} | {ratio(TORCH_GEMM)} "
+                     f"| {ratio('hotpose bf16')} "
                      f"| {ratio('official bf16')} | {ratio('hotpose int8')} | {ceiling} |")
     return "\n".join(lines)
 
@@ -362,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     tuned = not args.default_malloc and keep_freed_memory()
     header = (f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s), "
+              f"hotpose float32 linear layers on CPU: {current_cpu_linear()}, "
               f"{args.calls} timed calls per variant after {args.warmup} warm-up, "
               f"malloc {'keeps freed memory (both models)' if tuned else 'as glibc sets it'}")
     print(header, flush=True)

@@ -89,6 +89,13 @@ def test_speed_quick_cli(capsys) -> None:
     assert "| 1.66x | 1.71x |" in text and "| 2.07x | 2.35x |" in text  # FLOP ratio, official (1 thread)
 
 
+def test_speed_with_torch_gemm_says_so(capsys) -> None:
+    rc = bench.main(["speed", "--quick", "--pairs", "mixste", "--rounds", "1", "--calls", "1", "--warmup", "0",
+                     "--cpu-linear", "torch", "--no-progress"])
+    assert rc == 0
+    assert "float32 linear layers on CPU: torch" in capsys.readouterr().out
+
+
 def test_speed_training_step_in_bf16(capsys) -> None:
     rc = bench.main(["speed", "--quick", "--pairs", "mixste", "--rounds", "1", "--calls", "1", "--warmup", "0",
                      "--mode", "train", "--precision", "bf16", "--no-progress"])
@@ -103,6 +110,7 @@ def test_speed_training_step_in_bf16(capsys) -> None:
     (["--backend", "tensorrt"], "choose one of torch, onnxruntime"),
     (["--backend", "onnxruntime", "--precision", "bf16"], "float32 inference on CPU only"),
     (["--mode", "train", "--precision", "int8"], "inference-only"),
+    (["--cpu-linear", "mkl"], "cpu linear kernel 'mkl': use one of onednn, torch"),
 ])
 def test_bad_run_options_are_one_line_errors(flags: list[str], message: str) -> None:
     with pytest.raises(SystemExit, match=message):

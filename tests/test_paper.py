@@ -72,7 +72,7 @@ def test_converted_checkpoint_evaluates_with_the_official_attention(variant: str
     assert module.hparams.official_numerics is True
     explicit = []
     attention = layers.attention
-    monkeypatch.setattr(layers, "attention", lambda *a, **k: explicit.append(layers._EXPLICIT_ATTENTION)
+    monkeypatch.setattr(layers, "attention", lambda *a, **k: explicit.append(layers._OFFICIAL_KERNELS)
                         or attention(*a, **k))
     for seed, expected in record[variant].items():
         torch.manual_seed(seed)

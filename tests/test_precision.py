@@ -11,6 +11,7 @@ from torch import nn
 from hotpose.models.backbones.mixste import MixSTE
 from hotpose.models.backbones.motionbert import MotionBERT
 from hotpose.models.hourglass import Hourglass
+from hotpose.models.layers import Linear
 from hotpose.precision import PRECISIONS, autocast, check_precision, prepare_model
 
 # Relative output deviation ||y - y_fp32|| / ||y_fp32|| allowed on tiny random-weight models.
@@ -52,8 +53,8 @@ def test_int8_quantises_every_linear_on_a_copy() -> None:
     net = Hourglass(TINY["mixste"]).eval()
     model = prepare_model(net, "int8")
     assert model is not net
-    assert not any(type(m) is nn.Linear for m in model.modules())
-    assert any(type(m) is nn.Linear for m in net.modules())  # the float model is untouched
+    assert not any(isinstance(m, nn.Linear) for m in model.modules())
+    assert any(type(m) is Linear for m in net.modules())  # the float model is untouched
 
 
 @pytest.mark.parametrize("family", list(TINY))

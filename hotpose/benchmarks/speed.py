@@ -37,6 +37,7 @@ import torch
 
 from hotpose.benchmarks.complexity import PAPER_MODELS, build_paper_model, quick_overrides
 from hotpose.host_memory import keep_freed_memory
+from hotpose.models.layers import CPU_LINEAR_KERNELS, check_cpu_linear, cpu_linear, current_cpu_linear
 
 # baseline name, pruned name (keys of PAPER_MODELS)
 PAIRS: dict[str, tuple[str, str]] = {
@@ -245,7 +246,8 @@ def format_table(results: Sequence[tuple[str, SpeedRow, SpeedRow]], threads: int
     unit = "s/step" if options.mode == "train" else "s/clip"
     lines = [
         f"device {device}, {threads} thread(s), {options.precision}, backend {options.backend}, "
-        f"{options.mode}{', compiled' if options.compile else ''}; {unit} = median (min) of the timed calls",
+        f"{options.mode}{', compiled' if options.compile else ''}; {unit} = median (min) of the timed calls; "
+        f"float32 linear layers on CPU: {current_cpu_linear()}",
         "",
         f"| model | frames | batch | {unit} | frames/s | speed-up median (min) | FLOP ratio "
         "| official, same threads |",
@@ -278,6 +280,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--backend", default="torch", help=f"one of {', '.join(BACKENDS)}")
     parser.add_argument("--mode", default="inference", help=f"one of {', '.join(MODES)} (train: one step)")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models first")
+    parser.add_argument("--cpu-linear", default=current_cpu_linear(),
+                        help=f"GEMM of float32 linear layers on CPU, one of {', '.join(CPU_LINEAR_KERNELS)} "
+                             "(default: HOTPOSE_CPU_LINEAR, else onednn where torch has it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--quick", action="store_true", help="tiny models: checks the machinery only")
     return parser.parse_args(list(argv))
@@ -296,6 +301,7 @@ def main(argv: Sequence[str] = ()) -> int:
     options = RunOptions(args.device, args.precision, args.backend, args.mode, args.compile)
     try:
         options.check()
+        check_cpu_linear(args.cpu_linear)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     keep_freed_memory()  # as every entry point does (hotpose/host_memory.py)
@@ -303,20 +309,21 @@ def main(argv: Sequence[str] = ()) -> int:
     if args.threads is not None or args.quick:
         # tiny models on a shared CPU: a second OpenMP thread costs more in waiting than it gains
         torch.set_num_threads(args.threads or 1)
-    try:
-        load_before = _load_average()
-        calls_per_pair = 2 * (args.warmup + args.rounds * args.calls)
-        with _progress(not args.no_progress) as progress:
-            task = progress.add_task("timing", total=calls_per_pair * len(pairs))
-            results = []
-            for p in pairs:
-                progress.update(task, description=f"{p} ({' vs '.join(PAIRS[p])})")
-                results.append((p, *measure_pair(p, args.batch, args.device, args.rounds, args.calls,
-                                                 args.warmup, args.quick, options,
-                                                 lambda: progress.advance(task))))
-        table = format_table(results, torch.get_num_threads(), args.device, options)
-    finally:
-        torch.set_num_threads(previous_threads)
+    with cpu_linear(args.cpu_linear):
+        try:
+            load_before = _load_average()
+            calls_per_pair = 2 * (args.warmup + args.rounds * args.calls)
+            with _progress(not args.no_progress) as progress:
+                task = progress.add_task("timing", total=calls_per_pair * len(pairs))
+                results = []
+                for p in pairs:
+                    progress.update(task, description=f"{p} ({' vs '.join(PAIRS[p])})")
+                    results.append((p, *measure_pair(p, args.batch, args.device, args.rounds, args.calls,
+                                                     args.warmup, args.quick, options,
+                                                     lambda: progress.advance(task))))
+            table = format_table(results, torch.get_num_threads(), args.device, options)
+        finally:
+            torch.set_num_threads(previous_threads)
     if args.quick:
         table = "(--quick: tiny models, not the paper's sizes)\n" + table
     print(table)

@@ -50,7 +50,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from hotpose.models.layers import explicit_attention
+from hotpose.models.layers import official_kernels
 from hotpose.models.pruners import TIE_BREAKS
 
 # variant -> (backbone family, pruning kind): "none", "hot" (TPC + TRA recovery, seq2seq) or
@@ -591,7 +591,7 @@ class OfficialModel(nn.Module):
     def forward_output(self, x: Tensor, kept: list[Tensor] | None = None) -> Any:
         # The official classes compute attention with explicit matmuls; SDPA's ~1e-7 rounding
         # differences would otherwise flip frame choices that the official 1e-6 tie noise decides.
-        with explicit_attention(self.official_numerics):
+        with official_kernels(self.official_numerics):
             return self.net(x, kept=kept)
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hotpose.models.layers import Linear
 from hotpose.models.tokenizer import PoseTokenizer, build_tokenizer, load_tokenizer
 
 NUM_BONES = 16
@@ -81,14 +82,14 @@ class TokenHead(nn.Module):
         tokens, codes = self.tokenizer.tokens, self.tokenizer.codebook_size
         self.queries = nn.Parameter(torch.randn(tokens, hidden) * 0.02)
         self.norm = nn.LayerNorm(dim)
-        self.key = nn.Linear(dim, hidden)
-        self.value = nn.Linear(dim, hidden)
-        self.mlp = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, 2 * hidden), nn.GELU(),
-                                 nn.Linear(2 * hidden, hidden))
-        self.classifier = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, codes))
+        self.key = Linear(dim, hidden)
+        self.value = Linear(dim, hidden)
+        self.mlp = nn.Sequential(nn.LayerNorm(hidden), Linear(hidden, 2 * hidden), nn.GELU(),
+                                 Linear(2 * hidden, hidden))
+        self.classifier = nn.Sequential(nn.LayerNorm(hidden), Linear(hidden, codes))
         self.bone_lengths = None
         if self.tokenizer.representation == "bones":
-            self.bone_lengths = nn.Linear(hidden, NUM_BONES)
+            self.bone_lengths = Linear(hidden, NUM_BONES)
             nn.init.zeros_(self.bone_lengths.weight)
             nn.init.constant_(self.bone_lengths.bias, math.log(math.expm1(_INITIAL_BONE_LENGTH)))
 

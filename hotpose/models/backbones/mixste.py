@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from hotpose.models.backbones.base import Backbone
-from hotpose.models.layers import TransformerBlock, over_time
+from hotpose.models.layers import Linear, TransformerBlock, over_time
 
 
 class MixSTE(Backbone):
@@ -77,7 +77,7 @@ class MixSTE(Backbone):
         self.num_joints = num_joints
         self.token_dim = dim
 
-        self.joint_embed = nn.Linear(in_channels, dim)
+        self.joint_embed = Linear(in_channels, dim)
         self.spatial_pos_embed = nn.Parameter(torch.zeros(1, num_joints, dim))
         self.temporal_pos_embed = nn.Parameter(torch.zeros(1, frames, dim))
         self.pos_drop = nn.Dropout(drop)
@@ -94,7 +94,7 @@ class MixSTE(Backbone):
         self.spatial_norm = nn.LayerNorm(dim, eps=block_norm_eps)
         self.temporal_norm = nn.LayerNorm(dim, eps=block_norm_eps)
         self.head_norm = nn.LayerNorm(dim, eps=head_norm_eps)
-        self.head_proj = nn.Linear(dim, 3)
+        self.head_proj = Linear(dim, 3)
 
     @property
     def num_blocks(self) -> int:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from hotpose.data.skeleton import PARENTS
 from hotpose.models.backbones.base import Backbone
-from hotpose.models.layers import Attention, Mlp, drop_path, residual, scale
+from hotpose.models.layers import Attention, Linear, Mlp, drop_path, residual, scale
 
 # The official neighbour lists (MotionAGFormer's GCN, copied by HoT) leave out three directions of
 # the bone graph: the pelvis does not aggregate from the left hip, nor the thorax from the two
@@ -98,8 +98,8 @@ class GraphConv(nn.Module):
             raise ValueError(f"GraphConv mode must be 'spatial' or 'temporal', got {mode!r}")
         self.mode = mode
         self.neighbour_num = neighbour_num
-        self.U = nn.Linear(dim, dim)
-        self.V = nn.Linear(dim, dim)
+        self.U = Linear(dim, dim)
+        self.V = Linear(dim, dim)
         self.batch_norm = nn.BatchNorm1d(nodes)
         self.relu = nn.ReLU()
         # He-normal U/V weights, as the official GCN initialises them.
@@ -170,7 +170,7 @@ class MotionAGFormerBlock(nn.Module):
         self.graph_spatial = sub_block(GraphConv(dim, num_joints, "spatial",
                                                  symmetric_skeleton=symmetric_skeleton))
         self.graph_temporal = sub_block(GraphConv(dim, frames, "temporal", neighbour_num))
-        self.fusion = nn.Linear(2 * dim, 2)
+        self.fusion = Linear(2 * dim, 2)
         # Equal weights at start: zero weight, equal bias.
         nn.init.zeros_(self.fusion.weight)
         nn.init.constant_(self.fusion.bias, 0.5)
@@ -228,7 +228,7 @@ class MotionAGFormer(Backbone):
         self.in_channels = in_channels
         self.num_joints = num_joints
         self.token_dim = dim
-        self.joints_embed = nn.Linear(in_channels, dim)
+        self.joints_embed = Linear(in_channels, dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, num_joints, dim))
         self.blocks = nn.ModuleList(
             MotionAGFormerBlock(dim, self.block_frames(i), num_joints, heads, mlp_ratio, qkv_bias, drop,
@@ -236,8 +236,8 @@ class MotionAGFormer(Backbone):
             for i in range(depth)
         )
         self.final_norm = nn.LayerNorm(dim)
-        self.rep_logit = nn.Sequential(OrderedDict([("fc", nn.Linear(dim, dim_rep)), ("act", nn.Tanh())]))
-        self.pose_head = nn.Linear(dim_rep, out_channels)
+        self.rep_logit = nn.Sequential(OrderedDict([("fc", Linear(dim, dim_rep)), ("act", nn.Tanh())]))
+        self.pose_head = Linear(dim_rep, out_channels)
 
     @property
     def num_blocks(self) -> int:

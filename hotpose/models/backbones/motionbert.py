@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from hotpose.models.backbones.base import Backbone
-from hotpose.models.layers import TransformerBlock, over_time
+from hotpose.models.layers import Linear, TransformerBlock, over_time
 
 
 class DualStreamBranch(nn.Module):
@@ -100,7 +100,7 @@ class MotionBERT(Backbone):
         self.num_joints = num_joints
         self.token_dim = dim
 
-        self.joint_embed = nn.Linear(in_channels, dim)
+        self.joint_embed = Linear(in_channels, dim)
         self.spatial_pos_embed = nn.Parameter(torch.zeros(1, num_joints, dim))
         self.temporal_pos_embed = nn.Parameter(torch.zeros(1, frames, 1, dim))
         self.pos_drop = nn.Dropout(drop)
@@ -112,9 +112,9 @@ class MotionBERT(Backbone):
         self.st_blocks = nn.ModuleList(branch("st", rate) for rate in rates)
         self.ts_blocks = nn.ModuleList(branch("ts", rate) for rate in rates)
         self.final_norm = nn.LayerNorm(dim, eps=norm_eps)
-        self.pre_logits = nn.Sequential(OrderedDict([("fc", nn.Linear(dim, dim_rep)), ("act", nn.Tanh())]))
-        self.head_proj = nn.Linear(dim_rep, 3)
-        self.fusion = nn.ModuleList(nn.Linear(2 * dim, 2) for _ in range(depth))
+        self.pre_logits = nn.Sequential(OrderedDict([("fc", Linear(dim, dim_rep)), ("act", nn.Tanh())]))
+        self.head_proj = Linear(dim_rep, 3)
+        self.fusion = nn.ModuleList(Linear(2 * dim, 2) for _ in range(depth))
         self._init_weights(init_std)
 
     def _init_weights(self, std: float) -> None:
@@ -146,7 +146,10 @@ class MotionBERT(Backbone):
         """Dual-stream block ``i`` on ``(b, f_i, j, dim)`` with learned per-token stream weights."""
         st, ts = self.st_blocks[i](x), self.ts_blocks[i](x)
         alpha = self.fusion[i](torch.cat([st, ts], dim=-1)).softmax(dim=-1)
-        return st * alpha[..., 0:1] + ts * alpha[..., 1:2]
+        # ts·α₁ + st·α₀ is st·α₀ + ts·α₁ bit for bit (addition commutes), but it is laid out as ts, i.e.
+        # as the official tokens (st ends in the temporal block, a transposed view). TPC's joint pooling
+        # sums in memory order: the official layout keeps the official features (and frame choices).
+        return (ts * alpha[..., 1:2]).add_(st * alpha[..., 0:1])
 
     def norm(self, x: Tensor) -> Tensor:
         return self.final_norm(x)

@@ -1,0 +1,109 @@
+"""hotpose's Linear: oneDNN's float32 GEMM on CPU computes what torch's does, and steps aside wherever
+another machinery must see ``aten::linear`` (official numerics, autocast, tracing, FLOP counting)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from hotpose.models import layers
+from hotpose.models.backbones.mixste import MixSTE
+from hotpose.models.layers import Linear, cpu_linear, current_cpu_linear, official_kernels
+
+needs_onednn = pytest.mark.skipif(not layers._onednn_linear_available(), reason="torch build without oneDNN linear")
+# float32 rounding of a 64-long dot product, relative to the output's scale
+RTOL, ATOL = 1e-5, 1e-5
+
+
+def close_in_float64(out: torch.Tensor, x: torch.Tensor, layer: nn.Linear) -> None:
+    """``out`` is ``x·Wᵀ + b`` up to float32 rounding (reference in float64)."""
+    ref = F.linear(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double())
+    torch.testing.assert_close(out.double(), ref, rtol=RTOL, atol=ATOL)
+
+
+def test_layer_is_an_nn_linear_with_its_state_dict() -> None:
+    torch.manual_seed(0)
+    ours, theirs = Linear(8, 5), nn.Linear(8, 5)
+    assert isinstance(ours, nn.Linear)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(3, 8)
+    with cpu_linear("torch"):
+        assert torch.equal(ours(x), theirs(x))  # torch's kernel: the very same op
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(7, 64), (2, 9, 64), (2, 5, 17, 64)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_forward_matches_float64(shape: tuple[int, ...], bias: bool) -> None:
+    torch.manual_seed(0)
+    layer = Linear(64, 48, bias=bias).eval()
+    x = torch.randn(*shape)
+    with torch.no_grad(), cpu_linear("onednn"):
+        out = layer(x)
+        transposed = layer(x.transpose(0, -2)).transpose(0, -2) if len(shape) > 2 else out
+    assert out.shape == (*shape[:-1], 48) and out.dtype == torch.float32
+    close_in_float64(out, x, layer)
+    close_in_float64(transposed, x, layer)  # a non-contiguous input
+
+
+@needs_onednn
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_gradients_match_torch(bias: bool) -> None:
+    torch.manual_seed(0)
+    layer = Linear(32, 24, bias=bias)
+    x = torch.randn(4, 11, 32, requires_grad=True)
+    grad = torch.randn(4, 11, 24)
+    results = {}
+    for kernel in ("onednn", "torch"):
+        layer.zero_grad()
+        x.grad = None
+        with cpu_linear(kernel):
+            layer(x).backward(grad)
+        results[kernel] = [x.grad.clone(), layer.weight.grad.clone()] + ([layer.bias.grad.clone()] if bias else [])
+    for ours, theirs in zip(results["onednn"], results["torch"]):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_onednn_only_where_nothing_else_must_see_the_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = layers._onednn_linear
+    monkeypatch.setattr(layers, "_onednn_linear", lambda *a: calls.append(1) or real(*a))
+    layer = Linear(16, 8).eval()
+    x = torch.randn(5, 16)
+    with torch.no_grad(), cpu_linear("onednn"):
+        layer(x)
+        assert len(calls) == 1
+        with official_kernels():  # official numerics: torch's GEMM, as the official classes
+            layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast must lower the op
+            assert layer(x).dtype == torch.bfloat16
+        layer.double()(x.double())  # float64
+        layer.float()
+        traced = torch.jit.trace(layer, x, check_trace=False)
+        assert "aten::linear" in str(traced.graph)
+        with cpu_linear("torch"):
+            layer(x)
+    assert len(calls) == 1
+
+
+@needs_onednn
+def test_flop_counter_sees_every_linear() -> None:
+    model = MixSTE(frames=9, dim=16, depth=2, heads=2, mlp_hidden=32).eval()
+    x = torch.randn(1, 9, 17, 2)
+    counts = {}
+    for kernel in ("onednn", "torch"):
+        with torch.no_grad(), cpu_linear(kernel), FlopCounterMode(display=False) as counter:
+            model.head(model.forward_block(0, model.embed(x)))
+        counts[kernel] = counter.get_total_flops()
+    assert counts["onednn"] == counts["torch"] > 0
+
+
+def test_unknown_kernel_is_refused() -> None:
+    with pytest.raises(ValueError, match="cpu linear kernel 'mkl'"), cpu_linear("mkl"):
+        pass
+    assert current_cpu_linear() in layers.CPU_LINEAR_KERNELS
