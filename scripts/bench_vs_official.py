@@ -174,7 +174,7 @@ def floor_share(fn: Callable[[], object]) -> float:
 
 
 def inference_row(variant: str, batch: int, precisions: list[str], calls: int, warmup: int,
-                  official_bf16: bool = False, floor: bool = False) -> dict:
+                  official_bf16: bool = False, floor: bool = False, torch_gemm: bool = True) -> dict:
     _, channels, frames = VARIANTS[variant]
     torch.manual_seed(0)
     official = official_model(variant).eval()
@@ -189,12 +189,12 @@ def inference_row(variant: str, batch: int, precisions: list[str], calls: int, w
         variants: dict[str, Callable[[], object]] = {"official float32": lambda: official(x),
                                                       "hotpose float32": lambda: timed(x)}
         diffs = {"hotpose float32": sdpa_diff}
-        if current_cpu_linear() != "torch":
-            def torch_gemm() -> object:
+        if torch_gemm and current_cpu_linear() != "torch":
+            def run_torch_gemm() -> object:
                 with cpu_linear("torch"):
                     return timed(x)
-            variants[TORCH_GEMM] = torch_gemm
-            diffs[TORCH_GEMM] = (seeded(torch_gemm) - reference).abs().max().item()
+            variants[TORCH_GEMM] = run_torch_gemm
+            diffs[TORCH_GEMM] = (seeded(run_torch_gemm) - reference).abs().max().item()
         if is_pruned(variant):
             # hotpose's default tie-break (float64 product-form distances, index rule): no RNG, so its
             # selection may differ from the official random one on tied pairs; timed, not compared
@@ -359,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor", action="store_true",
                         help="profile hotpose float32 once: share of matrix products + attention, and the "
                              "float32 ceiling (official time / that share of hotpose's time)")
+    parser.add_argument("--torch-gemm", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time hotpose float32 with torch's own GEMM (where oneDNN's is the default)")
     parser.add_argument("--only-train-step", action="store_true")
     parser.add_argument("--real-timm", action="store_true", help="import the installed timm")
     parser.add_argument("--default-malloc", action="store_true",
@@ -389,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in models:
                 rows.append(lambda m=m, batch=batch: inference_row(m, batch, args.precisions.split(","),
                                                                     args.calls, args.warmup, args.official_bf16,
-                                                                    args.floor))
+                                                                    args.floor, args.torch_gemm))
     if args.train_step or args.only_train_step:
         rows.append(lambda: training_row(args.calls, args.warmup))
     for make in rows:

@@ -107,3 +107,44 @@ def test_unknown_kernel_is_refused() -> None:
     with pytest.raises(ValueError, match="cpu linear kernel 'mkl'"), cpu_linear("mkl"):
         pass
     assert current_cpu_linear() in layers.CPU_LINEAR_KERNELS
+
+
+@needs_onednn
+def test_batched_matmul_matches_float64_and_torch_where_it_must() -> None:
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 10, 16), torch.randn(3, 16, 7)
+    ref = (a.double() @ b.double())
+    with torch.no_grad(), cpu_linear("onednn"):
+        torch.testing.assert_close(layers.batched_matmul(a, b).double(), ref, rtol=RTOL, atol=ATOL)
+        torch.testing.assert_close(layers.batched_matmul(a, a.transpose(1, 2)).double(),
+                                   a.double() @ a.double().transpose(1, 2), rtol=RTOL, atol=ATOL)
+        with official_kernels():
+            assert torch.equal(layers.batched_matmul(a, b), a @ b)
+    a.requires_grad_(True)
+    out = layers.batched_matmul(a, b)  # autograd: torch's matmul, with its backward
+    assert out.grad_fn is not None and torch.equal(out, a @ b)
+
+
+@needs_onednn
+def test_strided_operands_are_made_dense_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN runs a reference kernel (~1000x slower) on matrices that are neither row-major nor
+    transposed; such operands (a reshaped transpose, a strided slice) are copied to dense ones."""
+    seen = []
+    real = layers._onednn_linear
+
+    def check(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        for t in (x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x, w):
+            seen.append(t.is_contiguous() or t.t().is_contiguous())
+        return real(x, w, b)
+
+    monkeypatch.setattr(layers, "_onednn_linear", check)
+    torch.manual_seed(0)
+    nodes = torch.randn(1, 12, 5, 16).transpose(1, 2).reshape(5, 12, 16)  # a view with row stride 80
+    assert not nodes[0].is_contiguous()
+    layer = Linear(16, 8).eval()
+    with torch.no_grad(), cpu_linear("onednn"):
+        sim = layers.batched_matmul(nodes, nodes.transpose(1, 2))
+        out = layer(torch.randn(6, 32)[:, ::2])
+    assert seen and all(seen)
+    torch.testing.assert_close(sim, nodes @ nodes.transpose(1, 2), rtol=RTOL, atol=ATOL)
+    assert out.shape == (6, 8)

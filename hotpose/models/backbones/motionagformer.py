@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from hotpose.data.skeleton import PARENTS
 from hotpose.models.backbones.base import Backbone
-from hotpose.models.layers import Attention, Linear, Mlp, drop_path, residual, scale
+from hotpose.models.layers import Attention, Linear, Mlp, batched_matmul, drop_path, residual, scale
 
 # The official neighbour lists (MotionAGFormer's GCN, copied by HoT) leave out three directions of
 # the bone graph: the pelvis does not aggregate from the left hip, nor the thorax from the two
@@ -77,7 +77,7 @@ def similarity_adjacency(x: Tensor, neighbours: int) -> Tensor:
     if x.shape[-2] < neighbours:
         raise ValueError(f"temporal GCN: {neighbours} neighbours requested but the clip has only "
                          f"{x.shape[-2]} frames")
-    similarity = x @ x.transpose(-1, -2)
+    similarity = batched_matmul(x, x.transpose(-1, -2))
     threshold = similarity.topk(neighbours, dim=-1).values[..., -1:]
     return (similarity >= threshold).to(x.dtype)
 
@@ -119,7 +119,8 @@ class GraphConv(nn.Module):
         else:
             nodes = x.transpose(1, 2).reshape(b * j, f, c)
             adj = normalize_adjacency(similarity_adjacency(nodes, self.neighbour_num))
-        out = self.relu(nodes + self.batch_norm(adj @ self.V(nodes) + self.U(nodes)))
+        mixed = adj @ self.V(nodes) if self.mode == "spatial" else batched_matmul(adj, self.V(nodes))
+        out = self.relu(nodes + self.batch_norm(mixed + self.U(nodes)))
         if self.mode == "spatial":
             return out.reshape(b, f, j, c)
         return out.reshape(b, j, f, c).transpose(1, 2)
