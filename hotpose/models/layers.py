@@ -175,8 +175,7 @@ def batched_matmul(a: Tensor, b: Tensor) -> Tensor:
 
 def _dense_matrices(x: Tensor) -> Tensor:
     """``x`` (m, r, c) if each ``x[i]`` is a row-major or transposed dense matrix, else a contiguous copy."""
-    inner = x[0] if x.shape[0] else x.reshape(x.shape[1:])
-    if inner.is_contiguous() or inner.t().is_contiguous():
+    if not x.shape[0] or x[0].is_contiguous() or x[0].t().is_contiguous():
         return x
     return x.contiguous()
 
