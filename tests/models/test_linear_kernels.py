@@ -3,6 +3,8 @@ another machinery must see ``aten::linear`` (official numerics, autocast, tracin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -148,3 +150,64 @@ def test_strided_operands_are_made_dense_first(monkeypatch: pytest.MonkeyPatch) 
     assert seen and all(seen)
     torch.testing.assert_close(sim, nodes @ nodes.transpose(1, 2), rtol=RTOL, atol=ATOL)
     assert out.shape == (6, 8)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 17, 8), (2, 4, 9, 16)])
+def test_bf16_explicit_attention_matches_float64(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...]) -> None:
+    """Where bf16 attention runs as explicit products (a CPU without AMX), the scale is applied inside
+    the score GEMM: within bf16 rounding of the float64 formula, like SDPA's bf16 result."""
+    monkeypatch.setattr(layers, "_cpu_has_amx", lambda: False)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(shape) for _ in range(3))
+    want = ((q.double() @ k.double().transpose(-2, -1)) * shape[-1] ** -0.5).softmax(-1) @ v.double()
+    qb, kb, vb = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    assert layers._explicit_bf16(qb)
+    with torch.no_grad():
+        got = layers.attention(qb, kb, vb)
+        sdpa = F.scaled_dot_product_attention(qb, kb, vb)
+    assert got.dtype == torch.bfloat16 and got.shape == shape
+    err, sdpa_err = ((t.double() - want).abs().max().item() for t in (got, sdpa))
+    assert err < 3e-2 and err <= 2 * sdpa_err + 1e-2
+    scores = layers._scaled_scores(q, k)
+    torch.testing.assert_close(scores, (q @ k.transpose(-2, -1)) * shape[-1] ** -0.5, rtol=1e-5, atol=1e-5)
+
+
+def test_strided_input_never_becomes_a_batched_weight_product() -> None:
+    """In inference mode under autocast torch's linear runs a strided 3-D input as a bmm with the
+    (cast) weight expanded per batch entry; hotpose's Linear hands it a dense copy instead (same
+    numbers, a plain GEMM)."""
+    from torch.profiler import profile
+
+    def products(fn: Callable[[], object]) -> list[str]:
+        with profile() as prof:
+            fn()
+        return [e.key for e in prof.key_averages() if e.key in ("aten::bmm", "aten::mm", "aten::addmm")]
+
+    torch.manual_seed(0)
+    layer = Linear(16, 8).eval()
+    x = torch.randn(6, 5, 16).transpose(0, 1)  # (5, 6, 16), not contiguous
+    want = F.linear(x.contiguous(), layer.weight, layer.bias).detach()
+    with torch.inference_mode():
+        for precision in ("float32", "bf16"):
+            with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+                assert "aten::bmm" not in products(lambda: layer(x))
+                got = layer(x)
+            torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
+        # torch's own linear (kept for the official classes' op sequence) takes the bmm route
+        with official_kernels(), torch.autocast("cpu", torch.bfloat16):
+            assert "aten::bmm" in products(lambda: layer(x))
+
+
+def test_broadcast_queries_are_projected_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRA's learnt queries are one set expanded over the batch: projected once, then expanded."""
+    torch.manual_seed(0)
+    attn = layers.CrossAttention(16, 4).eval()
+    queries, tokens = torch.randn(1, 7, 16), torch.randn(3, 5, 16)
+    rows = []
+    real = attn.linear_q.forward
+    monkeypatch.setattr(attn.linear_q, "forward", lambda x: rows.append(x.shape[0]) or real(x))
+    with torch.no_grad():
+        got = attn(queries.expand(3, -1, -1), tokens, tokens)
+        want = attn(queries.expand(3, -1, -1).contiguous(), tokens, tokens)
+    assert rows == [1, 3]
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)

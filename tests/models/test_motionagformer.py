@@ -16,6 +16,7 @@ from hotpose.data.skeleton import PARENTS
 from hotpose.models.backbones.motionagformer import (
     OFFICIAL_MISSING_EDGES,
     MotionAGFormer,
+    kth_largest,
     normalize_adjacency,
     similarity_adjacency,
     skeleton_adjacency,
@@ -87,6 +88,36 @@ def test_similarity_adjacency_tiny_cases() -> None:
     assert torch.equal(similarity_adjacency(torch.ones(1, 3, 2), 1)[0], torch.ones(3, 3))
     with pytest.raises(ValueError, match="4 neighbours requested but the clip has only 3 frames"):
         similarity_adjacency(torch.ones(1, 3, 2), 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("k", [1, 2, 4, 8, 9])
+def test_kth_largest_is_topks_last_value(dtype: torch.dtype, k: int) -> None:
+    torch.manual_seed(k)
+    x = torch.randn(3, 5, 24).to(dtype)
+    x[0, 0, :6] = x[0, 0, 7]  # duplicates of one value are counted one by one, as by topk
+    x[1, 1] = x[1, 1].round()  # many ties
+    x[2, 2, 3] = float("inf")
+    x[2, 3, :2] = float("-inf")
+    got = kth_largest(x, k)
+    assert got.dtype == dtype and got.shape == (3, 5, 1)
+    assert torch.equal(got, x.topk(k, dim=-1).values[..., -1:])
+
+
+def test_kth_largest_nan_and_bounds() -> None:
+    x = torch.tensor([[1.0, float("nan"), 3.0, 2.0], [float("nan"), float("nan"), 0.0, 1.0]])
+    for k in (1, 2, 3):
+        torch.testing.assert_close(kth_largest(x, k), x.topk(k, dim=-1).values[..., -1:], equal_nan=True)
+    for k in (0, 5):
+        with pytest.raises(ValueError, match=f"kth_largest: k={k} outside 1..4"):
+            kth_largest(x, k)
+
+
+def test_kth_largest_leaves_input_and_graph_alone() -> None:
+    x = torch.randn(2, 6, 6, requires_grad=True)
+    before = x.detach().clone()
+    assert not kth_largest(x, 3).requires_grad
+    assert torch.equal(x.detach(), before)
 
 
 def test_temporal_gcn_matches_formula() -> None:
