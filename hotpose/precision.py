@@ -14,6 +14,8 @@ codes against::
   weights and biases of its linear and convolution layers stored in bfloat16: autocast would cast
   them to exactly these values on every call (round to nearest), which at batch 1 costs up to a
   fifth of a forward pass. Other parameters (norms, embeddings) stay float32, as autocast keeps them.
+  hotpose's ``Linear`` then calls oneDNN's bf16 GEMM itself, bias fused (see
+  :func:`hotpose.models.layers.cpu_linear`).
 - ``int8``: every ``nn.Linear`` replaced by a dynamically quantised one (int8 weights, per-batch int8
   activations, float32 everything else), CPU only. It goes through ``torch.ao.quantization
   .quantize_dynamic``: deprecated in favour of torchao, which targets GPUs and has no maintained CPU

@@ -104,6 +104,9 @@ def cpu_linear(kernel: str) -> Iterator[None]:
     The process default is ``HOTPOSE_CPU_LINEAR`` if set, else ``onednn`` where torch has it (x86).
     ``onednn`` computes the same products as ``torch`` (MKL on x86) with other float32 rounding
     (~1e-6 relative) and is 1.8-2.4x faster on AMD EPYC, where MKL does not run its AVX-512 kernels.
+    It also sends bf16-weight layers under CPU bf16 autocast straight to oneDNN's bf16 GEMM (autocast's
+    linear reaches the same kernel, after copying the bias into the output); ``torch`` leaves every
+    linear layer to ``F.linear``.
     """
     global _CPU_LINEAR
     check_cpu_linear(kernel)
@@ -160,14 +163,27 @@ class _OneDnnLinearFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-def _runs_onednn(x: Tensor, weight: Tensor) -> bool:
-    # Only in plain eager float32 CPU execution: tracing, export, compile, flop counting and other
-    # dispatch modes, and autocast (which would not lower this op) see torch's own ops.
+def _plain_eager_cpu(x: Tensor) -> bool:
+    # Tracing, export, compile, flop counting and other dispatch modes see torch's own ops.
     return (_CPU_LINEAR == "onednn" and not _OFFICIAL_KERNELS and x.device.type == "cpu"
-            and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu") and not torch._C._len_torch_dispatch_stack()
-            and not torch._C._is_torch_function_mode_enabled() and not torch.jit.is_tracing()
-            and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling())
+            and not torch._C._len_torch_dispatch_stack() and not torch._C._is_torch_function_mode_enabled()
+            and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
+            and not torch.compiler.is_compiling())
+
+
+def _runs_onednn(x: Tensor, weight: Tensor) -> bool:
+    # Only in plain eager float32 CPU execution (autocast would not lower this op).
+    return (x.dtype == torch.float32 and weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu") and _plain_eager_cpu(x))
+
+
+def _runs_onednn_bf16(x: Tensor, weight: Tensor) -> bool:
+    # A bf16-weight layer (hotpose.precision's bf16 copy) at inference under CPU bf16 autocast: the
+    # oneDNN bf16 GEMM that autocast's linear reaches too (same numbers), called directly with the
+    # bias fused in (torch's addmm first copies the bias into every output row).
+    return (weight.dtype == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
+            and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and not records_autograd(x, weight) and _plain_eager_cpu(x))
 
 
 def batched_matmul(a: Tensor, b: Tensor) -> Tensor:
@@ -198,6 +214,8 @@ class Linear(nn.Linear):
     :func:`cpu_linear`; every other case is ``F.linear``."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if _runs_onednn_bf16(x, self.weight) and (self.bias is None or self.bias.dtype == torch.bfloat16):
+            return _onednn_linear_layer(x.to(torch.bfloat16), self.weight, self.bias)
         if not _runs_onednn(x, self.weight):
             if x.ndim > 2 and not x.is_contiguous() and not _OFFICIAL_KERNELS:
                 # torch's linear sends a strided input (a transposed or rearranged view) through a

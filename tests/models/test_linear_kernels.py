@@ -211,3 +211,36 @@ def test_broadcast_queries_are_projected_once(monkeypatch: pytest.MonkeyPatch) -
         want = attn(queries.expand(3, -1, -1).contiguous(), tokens, tokens)
     assert rows == [1, 3]
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_bf16_weight_layers_call_onednn_directly_under_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bf16-weight layer (hotpose.precision's bf16 copy) at CPU bf16 autocast inference calls
+    oneDNN's bf16 GEMM with the bias fused: autocast's own numbers to bf16 rounding; with autograd
+    recording, under official kernels or with HOTPOSE_CPU_LINEAR=torch it is autocast's linear."""
+    if not layers._onednn_linear_available():
+        pytest.skip("no oneDNN linear in this torch build")
+    calls = []
+    real = layers._onednn_linear
+    monkeypatch.setattr(layers, "_onednn_linear", lambda x, w, b: calls.append(x.dtype) or real(x, w, b))
+    torch.manual_seed(0)
+    layer = Linear(32, 24).eval()
+    x = torch.randn(3, 7, 32)
+    with torch.no_grad():
+        want = F.linear(x.double(), layer.weight.double(), layer.bias.double())
+        layer.weight.data, layer.bias.data = layer.weight.bfloat16(), layer.bias.bfloat16()
+        with torch.autocast("cpu", torch.bfloat16):
+            direct = layer(x)
+            assert calls == [torch.bfloat16]
+            with official_kernels():
+                official = layer(x)
+            with cpu_linear("torch"):
+                plain = layer(x)
+            assert calls == [torch.bfloat16]
+    assert direct.dtype == official.dtype == torch.bfloat16 and direct.shape == (3, 7, 24)
+    torch.testing.assert_close(direct, official, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(direct, plain, rtol=1e-2, atol=1e-2)
+    assert (direct.double() - want).abs().max() < 5e-2
+    layer.weight.requires_grad_(True)
+    with torch.autocast("cpu", torch.bfloat16):
+        layer(x)
+    assert calls == [torch.bfloat16]
