@@ -177,12 +177,13 @@ def _runs_onednn(x: Tensor, weight: Tensor) -> bool:
             and not torch.is_autocast_enabled("cpu") and _plain_eager_cpu(x))
 
 
-def _runs_onednn_bf16(x: Tensor, weight: Tensor) -> bool:
+def _runs_onednn_bf16(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     # A bf16-weight layer (hotpose.precision's bf16 copy) at inference under CPU bf16 autocast: the
     # oneDNN bf16 GEMM that autocast's linear reaches too (same numbers), called directly with the
     # bias fused in (torch's addmm first copies the bias into every output row).
-    return (weight.dtype == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16)
-            and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return (weight.dtype == torch.bfloat16 and (bias is None or bias.dtype == torch.bfloat16)
+            and x.dtype in (torch.float32, torch.bfloat16) and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
             and not records_autograd(x, weight) and _plain_eager_cpu(x))
 
 
@@ -214,7 +215,7 @@ class Linear(nn.Linear):
     :func:`cpu_linear`; every other case is ``F.linear``."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if _runs_onednn_bf16(x, self.weight) and (self.bias is None or self.bias.dtype == torch.bfloat16):
+        if _runs_onednn_bf16(x, self.weight, self.bias):
             return _onednn_linear_layer(x.to(torch.bfloat16), self.weight, self.bias)
         if not _runs_onednn(x, self.weight):
             if x.ndim > 2 and not x.is_contiguous() and not _OFFICIAL_KERNELS:

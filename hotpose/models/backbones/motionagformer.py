@@ -98,7 +98,7 @@ def kth_largest(x: Tensor, k: int) -> Tensor:
     if k > _MASKING_MAX_K or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         return x.topk(k, dim=-1).values[..., -1:]
     with torch.no_grad():
-        rest = x.detach().to(torch.float32, copy=True)
+        rest = x.to(torch.float32, copy=True)
         for _ in range(k - 1):
             rest.scatter_(-1, rest.argmax(dim=-1, keepdim=True), float("-inf"))
         return rest.amax(dim=-1, keepdim=True).to(x.dtype)
