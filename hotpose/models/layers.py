@@ -11,6 +11,7 @@ import functools
 import os
 import platform
 import warnings
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,7 +77,7 @@ def _explicit_bf16(q: Tensor) -> bool:
 
 def _onednn_linear_available() -> bool:
     return (platform.machine().lower() in ("x86_64", "amd64") and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
 # "onednn": float32 linear layers on CPU run oneDNN's GEMM; "torch": torch's default (MKL on x86).
@@ -132,6 +133,24 @@ def current_cpu_linear() -> str:
 
 def _onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+# Each layer's weight in oneDNN's own blocked layout, for inference. Plain weights are re-laid out on
+# every call: 5-20 % of a GEMM at the paper models' shapes (most for few rows, e.g. MHFormer's MHG
+# encoders at batch 1), with the same result. Kept beside the module (not in it: deepcopy, pickling
+# and state_dict see the module as it was) and rebuilt when the weight is replaced or changed in place.
+_PACKED_WEIGHTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], Tensor]] = weakref.WeakKeyDictionary()
+
+
+def _packed_weight(layer: nn.Linear) -> Tensor:
+    """``layer.weight`` as a oneDNN-packed tensor for ``_linear_pointwise`` (inference only)."""
+    weight = layer.weight
+    key = (id(weight), weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
+    cached = _PACKED_WEIGHTS.get(layer)
+    if cached is None or cached[0] != key:
+        cached = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
+        _PACKED_WEIGHTS[layer] = cached
+    return cached[1]
 
 
 def _onednn_linear_layer(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -216,7 +235,7 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         if _runs_onednn_bf16(x, self.weight, self.bias):
-            return _onednn_linear_layer(x.to(torch.bfloat16), self.weight, self.bias)
+            return _onednn_linear_layer(x.to(torch.bfloat16), _packed_weight(self), self.bias)
         if not _runs_onednn(x, self.weight):
             if x.ndim > 2 and not x.is_contiguous() and not _OFFICIAL_KERNELS:
                 # torch's linear sends a strided input (a transposed or rearranged view) through a
@@ -226,7 +245,7 @@ class Linear(nn.Linear):
             return F.linear(x, self.weight, self.bias)
         if records_autograd(x, self.weight, *(() if self.bias is None else (self.bias,))):
             return _OneDnnLinearFunction.apply(x, self.weight, self.bias)
-        return _onednn_linear_layer(x, self.weight, self.bias)
+        return _onednn_linear_layer(x, _packed_weight(self), self.bias)
 
 
 def records_autograd(*tensors: Tensor) -> bool:

@@ -244,3 +244,46 @@ def test_bf16_weight_layers_call_onednn_directly_under_autocast(monkeypatch: pyt
     with torch.autocast("cpu", torch.bfloat16):
         layer(x)
     assert calls == [torch.bfloat16]
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_weight_follows_every_change_of_the_weight(dtype: torch.dtype) -> None:
+    """Inference reuses the weight in oneDNN's packed layout: the same products as the plain weight,
+    rebuilt whenever the weight changes (in place, replaced, reassigned ``.data``, a loaded state dict),
+    and invisible to copies and the state dict."""
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    layer = Linear(32, 24).eval()
+    x = torch.randn(2, 40, 32)
+
+    def run() -> torch.Tensor:
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=dtype == torch.bfloat16):
+            out = layer(x).float()
+        tol = 1e-5 if dtype == torch.float32 else 1e-2  # bf16: exact products, the output rounded
+        want = F.linear(x.to(dtype).double(), layer.weight.double(), layer.bias.double())
+        torch.testing.assert_close(out.double(), want, rtol=tol, atol=tol)
+        plain = layers._onednn_linear(x.to(dtype), layer.weight, layer.bias).float()
+        torch.testing.assert_close(out, plain, rtol=1e-6, atol=1e-6)
+        return out
+
+    with torch.no_grad():
+        layer.weight.data, layer.bias.data = layer.weight.to(dtype), layer.bias.to(dtype)
+    first = run()
+    assert layer in layers._PACKED_WEIGHTS and torch.equal(run(), first)  # reused, same numbers
+    with torch.no_grad():
+        layer.weight.mul_(-1)  # in place
+    assert not torch.allclose(run(), first)
+    layer.weight = nn.Parameter(torch.randn(24, 32).to(dtype))  # replaced
+    run()
+    layer.weight.data = torch.randn(24, 32).to(dtype)  # new storage, same Parameter
+    run()
+    layer.load_state_dict({"weight": torch.randn(24, 32), "bias": torch.randn(24)})  # copied in place
+    run()
+    assert list(layer.state_dict()) == ["weight", "bias"]
+    for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert clone not in layers._PACKED_WEIGHTS
+        with torch.no_grad():
+            torch.testing.assert_close(clone(x.to(dtype)).float(), layer(x.to(dtype)).float(), rtol=1e-6, atol=1e-6)
