@@ -81,11 +81,14 @@ _AUTOCAST_LOWERED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def _bf16_weights(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose linear/convolution weights and biases are bfloat16 (see module docstring)."""
     model = copy.deepcopy(model)
-    for module in model.modules():
-        if isinstance(module, _AUTOCAST_LOWERED):
-            for name, param in list(module.named_parameters(recurse=False)):
-                if param.is_floating_point():
-                    setattr(module, name, nn.Parameter(param.detach().to(torch.bfloat16), requires_grad=False))
+    # Ordinary tensors even when called in inference mode (hotpose's Linear keeps a packed copy of
+    # ordinary weights only: inference tensors have no version counter to notice a change).
+    with torch.inference_mode(False), torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, _AUTOCAST_LOWERED):
+                for name, param in list(module.named_parameters(recurse=False)):
+                    if param.is_floating_point():
+                        setattr(module, name, nn.Parameter(param.detach().to(torch.bfloat16), requires_grad=False))
     return model
 
 

@@ -145,6 +145,8 @@ _PACKED_WEIGHTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], Ten
 def _packed_weight(layer: nn.Linear) -> Tensor:
     """``layer.weight`` as a oneDNN-packed tensor for ``_linear_pointwise`` (inference only)."""
     weight = layer.weight
+    if weight.is_inference():
+        return weight  # no version counter: an in-place change inside inference mode would go unseen
     key = (id(weight), weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
     cached = _PACKED_WEIGHTS.get(layer)
     if cached is None or cached[0] != key:

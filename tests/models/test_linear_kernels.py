@@ -287,3 +287,21 @@ def test_packed_weight_follows_every_change_of_the_weight(dtype: torch.dtype) ->
         assert clone not in layers._PACKED_WEIGHTS
         with torch.no_grad():
             torch.testing.assert_close(clone(x.to(dtype)).float(), layer(x.to(dtype)).float(), rtol=1e-6, atol=1e-6)
+
+
+@needs_onednn
+def test_inference_tensor_weights_run_unpacked() -> None:
+    """Weights made in inference mode have no version counter: they run as they are, and
+    ``prepare_model``'s bf16 copy is ordinary tensors even when made in inference mode."""
+    from hotpose.precision import prepare_model
+
+    with torch.inference_mode():
+        layer = Linear(16, 8).eval()
+        x = torch.randn(3, 16)
+        out = layer(x)
+        bf16 = prepare_model(nn.Sequential(Linear(16, 8)).eval(), "bf16")
+        with torch.autocast("cpu", torch.bfloat16):
+            bf16(x)
+    assert layer.weight.is_inference() and layer not in layers._PACKED_WEIGHTS
+    close_in_float64(out, x, layer)
+    assert not bf16[0].weight.is_inference() and bf16[0] in layers._PACKED_WEIGHTS
