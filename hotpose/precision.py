@@ -22,8 +22,10 @@ codes against::
   dynamic-int8 linear kernel as fast as fbgemm's, so this stays the CPU route until torch removes it.
   The model is copied (the caller's float model is left untouched).
 
-Token selection (TPC) computes its distances in float64 whatever the precision (autocast does not
-lower float64), so the kept frames depend only on the features reaching it.
+Token selection (TPC) with its default deterministic tie-break computes its distances in float64
+whatever the precision (autocast does not lower float64), so the kept frames depend only on the
+features reaching it. With the official tie-break, bf16 runs cdist's float32 formula on oneDNN's
+GEMM (:func:`hotpose.models.pruners.official_form_distances`).
 """
 
 from __future__ import annotations

@@ -208,6 +208,12 @@ def _runs_onednn_bf16(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
             and not records_autograd(x, weight) and _plain_eager_cpu(x))
 
 
+def fast_cpu_products(x: Tensor) -> bool:
+    """Whether products on ``x`` may leave torch's default kernels: plain eager CPU execution with oneDNN
+    chosen (:func:`cpu_linear`), outside :func:`official_kernels`, tracing, export and dispatch modes."""
+    return x.dtype in (torch.float32, torch.bfloat16) and _plain_eager_cpu(x)
+
+
 def batched_matmul(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b`` for ``(m, n, k)`` and ``(m, k, p)``; at float32 inference on CPU one oneDNN product per
     batch entry (see :func:`cpu_linear`), which beats torch's batched MKL call severalfold on AMD EPYC

@@ -16,6 +16,7 @@ from hotpose.models.pruners import (
     dpc_knn_scores,
     feature_motion,
     knn_density,
+    official_form_distances,
     pairwise_distances,
     parent_distances,
     top_frames,
@@ -252,3 +253,49 @@ def test_product_form_distances_ignore_autocast() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         inside = pairwise_distances(x)
     assert inside.dtype == torch.float32 and torch.equal(inside, pairwise_distances(x))
+
+
+def test_official_form_distances_are_cdists_formula_with_a_zero_diagonal() -> None:
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 60, 48, generator=g).cumsum(dim=1) * 0.1 + 2.0
+    fast = official_form_distances(x)
+    reference = torch.cdist(x.double(), x.double(), compute_mode="donot_use_mm_for_euclid_dist") / 48**0.5
+    off = ~torch.eye(60, dtype=torch.bool)
+    # float32 product form: the error is a few float32 ulps of |x|^2, relative to the squared distance
+    torch.testing.assert_close(fast[:, off].double(), reference[:, off], rtol=1e-4, atol=1e-5)
+    assert fast.diagonal(dim1=1, dim2=2).max() <= 1e-15  # sqrt of cdist's 1e-30 floor
+    assert fast.dtype == torch.float32
+
+
+def test_official_tie_break_distances_keep_cdist_in_float32_and_official_kernels() -> None:
+    from hotpose.models.layers import official_kernels
+
+    x = torch.randn(2, 40, 16)
+    cdist = torch.cdist(x, x) / 4.0
+    assert torch.equal(pairwise_distances(x, exact=False), cdist)  # float32: cdist's own kernel
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(pairwise_distances(x, exact=False), official_form_distances(x))
+        with official_kernels():
+            assert torch.equal(pairwise_distances(x, exact=False), torch.cdist(x, x) / 4.0)
+        few = x[:, :20]  # cdist computes <= 25 frames by coordinate differences: kept
+        assert torch.equal(pairwise_distances(few, exact=False), torch.cdist(few, few) / 4.0)
+    bf16 = x.bfloat16()
+    inside = pairwise_distances(bf16, exact=False)
+    assert inside.dtype == torch.bfloat16
+    torch.testing.assert_close(inside, official_form_distances(bf16.float()).bfloat16())
+
+
+def test_official_tie_break_selection_under_bf16_autocast_is_valid_and_close_to_float32() -> None:
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 81, 32, generator=g).cumsum(dim=1) * 0.1
+    torch.manual_seed(3)
+    plain = dpc_knn_scores(x, exact=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = dpc_knn_scores(x, exact=False)
+        torch.manual_seed(3)
+        kept = TPC(tie_break="official").select(x, 27, center=40)
+    assert fast.dtype == torch.float32
+    # scores agree except where a tied pair's order moved (then one score drops to its parent distance)
+    close = torch.isclose(fast, plain, rtol=1e-4, atol=1e-5)
+    assert close.float().mean() > 0.7  # ~0.87 measured; a wrong formula gives ~0
+    assert kept.shape == (2, 27) and (kept.diff(dim=1) > 0).all() and (kept == 40).any(dim=1).all()
