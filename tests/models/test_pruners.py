@@ -268,13 +268,15 @@ def test_official_form_distances_are_cdists_formula_with_a_zero_diagonal() -> No
 
 
 def test_official_tie_break_distances_keep_cdist_in_float32_and_official_kernels() -> None:
-    from hotpose.models.layers import official_kernels
+    from hotpose.models.layers import fast_cpu_products, official_kernels
 
     x = torch.randn(2, 40, 16)
     cdist = torch.cdist(x, x) / 4.0
     assert torch.equal(pairwise_distances(x, exact=False), cdist)  # float32: cdist's own kernel
+    fast = fast_cpu_products(x)  # False where oneDNN is absent or HOTPOSE_CPU_LINEAR=torch
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert torch.equal(pairwise_distances(x, exact=False), official_form_distances(x))
+        expected = official_form_distances(x) if fast else torch.cdist(x, x) / 4.0
+        assert torch.equal(pairwise_distances(x, exact=False), expected)
         with official_kernels():
             assert torch.equal(pairwise_distances(x, exact=False), torch.cdist(x, x) / 4.0)
         few = x[:, :20]  # cdist computes <= 25 frames by coordinate differences: kept
@@ -282,13 +284,13 @@ def test_official_tie_break_distances_keep_cdist_in_float32_and_official_kernels
     bf16 = x.bfloat16()
     inside = pairwise_distances(bf16, exact=False)
     assert inside.dtype == torch.bfloat16
-    torch.testing.assert_close(inside, official_form_distances(bf16.float()).bfloat16())
+    if fast:
+        torch.testing.assert_close(inside, official_form_distances(bf16.float()).bfloat16())
 
 
 def test_official_tie_break_selection_under_bf16_autocast_is_valid_and_close_to_float32() -> None:
     g = torch.Generator().manual_seed(11)
     x = torch.randn(2, 81, 32, generator=g).cumsum(dim=1) * 0.1
-    torch.manual_seed(3)
     plain = dpc_knn_scores(x, exact=False)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         fast = dpc_knn_scores(x, exact=False)
