@@ -25,7 +25,7 @@ codes against::
 Token selection (TPC) with its default deterministic tie-break computes its distances in float64
 whatever the precision (autocast does not lower float64), so the kept frames depend only on the
 features reaching it. With the official tie-break, bf16 runs cdist's float32 formula on oneDNN's
-GEMM (:func:`hotpose.models.pruners.official_form_distances`).
+GEMM (:func:`hotpose.models.dpc.official_form_distances`).
 """
 
 from __future__ import annotations

@@ -230,6 +230,35 @@ def batched_matmul(a: Tensor, b: Tensor) -> Tensor:
     return out
 
 
+# Frames and features from which gram_matrix splits the product into blocks (below, the three smaller
+# GEMMs run no faster than the one square product on AMD EPYC: measured at 243 x 512).
+_GRAM_BLOCKS_MIN = (256, 1024)
+
+
+def gram_matrix(x: Tensor) -> Tensor:
+    """``x @ x.transpose(1, 2)`` for ``(m, n, k)``: ``(m, n, n)``.
+
+    At float32 inference on CPU with oneDNN and large enough ``n`` and ``k``, the product is three
+    blocks, the two diagonal ones and one off-diagonal one that is mirrored (so the result is exactly
+    symmetric): 3/4 of the multiply-adds, 1.3x faster at 351 x 1536 (TPC w. MHFormer's frame features).
+    Every entry is still one float32 dot product of length ``k``. Elsewhere :func:`batched_matmul`.
+    """
+    n, k = x.shape[1], x.shape[2]
+    if n < _GRAM_BLOCKS_MIN[0] or k < _GRAM_BLOCKS_MIN[1] or records_autograd(x) or not _runs_onednn(x, x):
+        return batched_matmul(x, x.transpose(1, 2))
+    half = n // 2
+    out = x.new_empty(x.shape[0], n, n)
+    x = _dense_matrices(x)
+    for i in range(x.shape[0]):
+        top, bottom = x[i, :half], x[i, half:]
+        across = _onednn_linear(top, bottom, None)
+        out[i, :half, :half] = _onednn_linear(top, top, None)
+        out[i, :half, half:] = across
+        out[i, half:, :half] = across.t()
+        out[i, half:, half:] = _onednn_linear(bottom, bottom, None)
+    return out
+
+
 def _dense_matrices(x: Tensor) -> Tensor:
     """``x`` (m, r, c) if each ``x[i]`` is a row-major or transposed dense matrix, else a contiguous copy."""
     if not x.shape[0] or x[0].is_contiguous() or x[0].t().is_contiguous():

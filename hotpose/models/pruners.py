@@ -20,122 +20,11 @@ import math
 import torch
 from torch import Tensor
 
-from hotpose.models.layers import batched_matmul, fast_cpu_products
+from hotpose.models.dpc import dpc_knn_scores, knn_density, pairwise_distances, parent_distances
 
 TIE_BREAKS = ("deterministic", "official")
 # Size of the official random density perturbation that breaks ties between equal densities.
 OFFICIAL_DENSITY_NOISE = 1e-6
-
-
-def pairwise_distances(features: Tensor, exact: bool = True) -> Tensor:
-    """Euclidean distances between frames scaled by ``1/sqrt(d)``: ``(b, f, d)`` → ``(b, f, f)``.
-
-    ``exact=True`` (deterministic TPC): the matrix-product form ``|x_i|² + |x_j|² - 2 x_i·x_j`` in
-    float64 on features centred over frames, made exact where ties are decided: the diagonal is exactly
-    0, the matrix exactly symmetric, and bit-identical frames exactly 0 apart (see
-    :func:`product_form_distances`), so mutual nearest neighbours and duplicates tie bit for bit.
-    ``exact=False`` uses ``torch.cdist``'s default, which switches to the float32 matrix-product formula
-    for more than 25 frames (what the official code does); its self-distances may be slightly non-zero.
-    At reduced precision (autocast or bf16 features) in plain eager CPU execution, the same formula runs
-    with oneDNN's GEMM (:func:`official_form_distances`). Not in float32: there the rounding residue of
-    cdist's own MKL kernel on the diagonal takes part in deciding tied densities, and another GEMM
-    changes kept frames against the official classes (measured on TPC w. MHFormer and HoT w. MixSTE).
-    """
-    if exact:
-        return product_form_distances(features)
-    reduced = features.dtype == torch.bfloat16 or torch.is_autocast_enabled(features.device.type)
-    if reduced and features.shape[1] > 25 and fast_cpu_products(features):
-        return official_form_distances(features)
-    return torch.cdist(features, features) / (features.shape[-1] ** 0.5)
-
-
-def official_form_distances(features: Tensor) -> Tensor:
-    """``torch.cdist``'s matrix-product formula ``sqrt(max(|x_i|² + |x_j|² - 2 x_i·x_j, 1e-30))`` in
-    float32 (as under autocast), ``/ sqrt(d)``: ``(b, f, d)`` → ``(b, f, f)``.
-
-    The Gram matrix goes through :func:`~hotpose.models.layers.batched_matmul` (oneDNN on CPU) instead
-    of cdist's MKL product of two concatenated copies: 2x less time for TPC w. MHFormer's 351 × 1536
-    features under bf16 autocast, the same off-diagonal numbers to float32 rounding (~1e-7 relative).
-    The squared norms are the Gram diagonal, so self-distances come out 0 (cdist leaves a rounding
-    residue there, up to ~1e-3 after the scaling).
-    """
-    out_dtype = torch.float32 if torch.is_autocast_enabled(features.device.type) else features.dtype
-    x = features.float()
-    with torch.autocast(features.device.type, enabled=False):
-        gram = batched_matmul(x, x.transpose(1, 2))
-        sq = gram.diagonal(dim1=1, dim2=2)
-        squared = (sq[:, :, None] + sq[:, None, :]).sub_(gram, alpha=2)
-    return squared.clamp_min_(1e-30).sqrt_().div_(features.shape[-1] ** 0.5).to(out_dtype)
-
-
-# A squared distance at most this many float64 epsilons per feature of |x_i|² + |x_j|² is rounding
-# noise of the product form (a dot product over d features errs by up to ~d epsilons): it is set to 0,
-# so that bit-identical frames (e.g. edge-padded ones) are exactly 0 apart as with coordinate differences.
-DUPLICATE_TOLERANCE = 4 * torch.finfo(torch.float64).eps
-
-
-def product_form_distances(features: Tensor) -> Tensor:
-    """Deterministic frame distances ``(b, f, d)`` → ``(b, f, f)`` (``/ sqrt(d)``, in the input dtype).
-
-    One float64 GEMM instead of the coordinate-difference kernel (``cdist``'s
-    ``donot_use_mm_for_euclid_dist``, 5-12x slower on CPU). Centring over frames (distances do not
-    change) and float64 keep the cancellation error ~1e-16 of the squared spread, far below float32
-    resolution, so the float32 result matches the difference form to rounding. Exactness where it
-    decides ties: the diagonal is ``sq_i + sq_i - 2 sq_i = 0`` exactly, pairs within
-    :data:`DUPLICATE_TOLERANCE` are 0, and the lower triangle is the mirror of the upper one.
-    Under autocast the float64 matmul is left alone (autocast only lowers float32).
-    """
-    d = features.shape[-1]
-    x = features.double()
-    x = x - x.mean(dim=1, keepdim=True)
-    gram = x @ x.transpose(1, 2)
-    sq = gram.diagonal(dim1=1, dim2=2)
-    norms = sq[:, :, None] + sq[:, None, :]  # bitwise symmetric: float addition commutes
-    squared = norms - 2 * gram
-    squared = torch.where(squared <= DUPLICATE_TOLERANCE * d * norms, 0.0, squared)
-    f = features.shape[1]
-    upper = torch.ones(f, f, dtype=torch.bool, device=features.device).triu()
-    squared = torch.where(upper, squared, squared.transpose(1, 2))
-    return (squared.sqrt() / d**0.5).to(features.dtype)
-
-
-def knn_density(distances: Tensor, k: int) -> Tensor:
-    """DPC-kNN local density ``rho_i = exp(-mean_{j in kNN(i)} D_ij^2)``, the ``k`` nearest including ``i``
-    itself: ``(b, f, f)`` → ``(b, f)``."""
-    nearest = torch.topk(distances, k=k, dim=-1, largest=False).values
-    return (-(nearest**2).mean(dim=-1)).exp()
-
-
-def parent_distances(distances: Tensor, density: Tensor, index_tie_break: bool) -> Tensor:
-    """DPC ``delta_i``: distance to the nearest denser frame, or the sample's largest distance for the
-    densest frame. ``(b, f, f)``, ``(b, f)`` → ``(b, f)``.
-
-    With ``index_tie_break`` a frame of equal density and lower index also counts as denser, which makes
-    "denser" a strict total order (exactly one frame per sample gets the largest distance).
-    """
-    f = density.shape[-1]
-    denser = density[:, None, :] > density[:, :, None]  # [b, i, j]: frame j is denser than frame i
-    if index_tie_break:
-        index = torch.arange(f, device=density.device)
-        lower = index[None, :] < index[:, None]  # [i, j]: j < i
-        denser = denser | ((density[:, None, :] == density[:, :, None]) & lower)
-    largest = distances.flatten(1).max(dim=-1).values[:, None, None]
-    return torch.where(denser, distances, largest).min(dim=-1).values
-
-
-def dpc_knn_scores(features: Tensor, k: int = 2, density_noise: Tensor | None = None,
-                   exact: bool = True) -> Tensor:
-    """DPC-kNN cluster-centre score ``delta * rho`` of each frame: ``(b, f, d)`` → ``(b, f)``.
-
-    ``D = ||x_i - x_j|| / sqrt(d)``, ``rho`` = :func:`knn_density`, ``delta`` = :func:`parent_distances`.
-    Without ``density_noise`` (``exact=True`` expected) equal densities are ordered by frame index (lower
-    wins); with it, ``density + density_noise`` decides and no index rule is applied (the official way).
-    """
-    distances = pairwise_distances(features, exact=exact)
-    density = knn_density(distances, k)
-    if density_noise is not None:
-        density = density + density_noise
-    return parent_distances(distances, density, index_tie_break=density_noise is None) * density
 
 
 def _check_request(name: str, features: Tensor, tokens: int, center: int | Tensor | None) -> None:
@@ -201,7 +90,7 @@ class TPC(Pruner):
             density, so this decides which member of such a pair becomes the other's parent.
 
             - ``"deterministic"`` (default): distances with an exactly zero diagonal and an exactly
-              symmetric matrix (:func:`product_form_distances`), so mutual nearest neighbours have
+              symmetric matrix (:mod:`hotpose.models.dpc`), so mutual nearest neighbours have
               bit-equal densities; the lower frame index counts as denser, and equal
               scores prefer the lower index. Same input → same selection, whatever the RNG state.
             - ``"official"``: as the HoT code: ``torch.cdist`` default mode, ``torch.rand(rho.shape) * 1e-6``

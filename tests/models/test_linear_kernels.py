@@ -128,6 +128,24 @@ def test_batched_matmul_matches_float64_and_torch_where_it_must() -> None:
 
 
 @needs_onednn
+@pytest.mark.parametrize("shape", [(2, 301, 1030), (1, 40, 24)])  # three blocks; one product
+def test_gram_matrix_is_symmetric_and_matches_float64(shape: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    ref = x.double() @ x.double().transpose(1, 2)
+    with torch.no_grad(), cpu_linear("onednn"):
+        gram = layers.gram_matrix(x)
+        # float32 rounding of a dot product of ~1000 terms, relative to |x_i| |x_j| ~ 1000
+        torch.testing.assert_close(gram.double(), ref, rtol=1e-5, atol=shape[2] * 1e-5)
+        if shape[1] >= 256:
+            assert torch.equal(gram, gram.transpose(1, 2))  # the off-diagonal block is mirrored
+        with official_kernels():
+            assert torch.equal(layers.gram_matrix(x), x @ x.transpose(1, 2))
+    x.requires_grad_(True)
+    assert layers.gram_matrix(x).grad_fn is not None  # autograd: torch's matmul
+
+
+@needs_onednn
 def test_strided_operands_are_made_dense_first(monkeypatch: pytest.MonkeyPatch) -> None:
     """oneDNN runs a reference kernel (~1000x slower) on matrices that are neither row-major nor
     transposed; such operands (a reshaped transpose, a strided slice) are copied to dense ones."""

@@ -7,18 +7,20 @@ import math
 import pytest
 import torch
 
+from hotpose.models.dpc import (
+    dpc_knn_scores,
+    knn_density,
+    official_form_distances,
+    pairwise_distances,
+    parent_distances,
+)
 from hotpose.models.pruners import (
     TPC,
     Attention,
     Motion,
     Uniform,
     attention_received,
-    dpc_knn_scores,
     feature_motion,
-    knn_density,
-    official_form_distances,
-    pairwise_distances,
-    parent_distances,
     top_frames,
     uniform_frames,
 )
