@@ -197,6 +197,8 @@ def screened_dpc_knn_scores(features: Tensor, k: int = 2) -> Tensor | None:
     x = features.float()
     with torch.autocast("cpu", enabled=False):
         lo, hi, norms = screening_bounds(x)
+    if not bool(torch.isfinite(norms).all()):
+        return None  # non-finite features: the full computation propagates them as it always did
     pairs = _ExactPairs(x, norms, lo, hi, dtype, limit=SCREEN_PAIRS_PER_FRAME * b * f)
     exact = pairs.distances
 

@@ -107,6 +107,13 @@ def test_screening_gives_up_on_a_long_run_of_identical_frames() -> None:
     assert torch.equal(dpc_knn_scores(x, 2), full_scores(x, 2))  # the full product form takes over
 
 
+def test_non_finite_features_take_the_full_computation() -> None:
+    x = walk((2, 64, 40), 15)
+    x[1, 5, 3] = math.nan
+    assert screened_dpc_knn_scores(x, 2) is None
+    torch.testing.assert_close(dpc_knn_scores(x, 2), full_scores(x, 2), rtol=0, atol=0, equal_nan=True)
+
+
 def test_a_product_outside_its_bound_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # A Gram matrix from bf16-rounded features (what a bf16 fpmath mode would do) breaks the bound;
     # the exact values fall outside their brackets and the screening gives up instead of mis-ranking.
