@@ -70,6 +70,12 @@ def official_form_distances(features: Tensor) -> Tensor:
 DUPLICATE_TOLERANCE = 4 * torch.finfo(torch.float64).eps
 
 
+def zero_duplicates(squared: Tensor, norm_sums: Tensor, d: int) -> Tensor:
+    """``squared`` distances with those within :data:`DUPLICATE_TOLERANCE` of ``|x_i|² + |x_j|²``
+    (``norm_sums``, centred norms) set to 0: the same rule for every deterministic computation."""
+    return torch.where(squared <= DUPLICATE_TOLERANCE * d * norm_sums, 0.0, squared)
+
+
 def product_form_distances(features: Tensor) -> Tensor:
     """Deterministic frame distances ``(b, f, d)`` → ``(b, f, f)`` (``/ sqrt(d)``, in the input dtype).
 
@@ -88,7 +94,7 @@ def product_form_distances(features: Tensor) -> Tensor:
     sq = gram.diagonal(dim1=1, dim2=2)
     norms = sq[:, :, None] + sq[:, None, :]  # bitwise symmetric: float addition commutes
     squared = norms - 2 * gram
-    squared = torch.where(squared <= DUPLICATE_TOLERANCE * d * norms, 0.0, squared)
+    squared = zero_duplicates(squared, norms, d)
     f = features.shape[1]
     upper = torch.ones(f, f, dtype=torch.bool, device=features.device).triu()
     squared = torch.where(upper, squared, squared.transpose(1, 2))
@@ -271,7 +277,6 @@ class _ExactPairs:
         self.distances = torch.full((self.b, self.f, self.f), math.inf, dtype=torch.float32)
         self.keys = torch.empty(0, dtype=torch.long)
         self.values = torch.empty(0, dtype=torch.float32)
-        self.sample = torch.empty(0, dtype=torch.long)
 
     def compute(self, wanted: Tensor) -> bool:
         """Compute the pairs ``wanted`` (b, f, f) marks; False if the limit or a bound was broken."""
@@ -292,12 +297,11 @@ class _ExactPairs:
         self.distances[s, j, i] = values
         self.keys = torch.cat([self.keys, keys])
         self.values = torch.cat([self.values, values])
-        self.sample = torch.cat([self.sample, s])
         return True
 
     def largest(self) -> Tensor:
         """Each sample's largest computed distance (0 if none), ``(b,)``."""
-        return torch.zeros(self.b, dtype=torch.float32).scatter_reduce_(0, self.sample, self.values, "amax")
+        return torch.zeros(self.b, dtype=torch.float32).scatter_reduce_(0, self.keys // self.f**2, self.values, "amax")
 
 
 # Rows of float64 differences per step of exact_distances: 64k values (512 KiB), so that the
@@ -325,4 +329,4 @@ def exact_squared_distances(rows: Tensor, first: Tensor, second: Tensor, centred
         a.sub_(torch.index_select(rows, 0, second[start:start + n], out=b)).square_()
         torch.sum(a, dim=-1, out=squared[start:start + n])
     norms = centred_norms.double()
-    return torch.where(squared <= DUPLICATE_TOLERANCE * d * (norms[first] + norms[second]), 0.0, squared)
+    return zero_duplicates(squared, norms[first] + norms[second], d)
