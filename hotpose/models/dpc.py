@@ -161,6 +161,7 @@ SCREEN_MIN_FRAMES = 32
 # edge padding, whose order the float32 product cannot resolve) and the full float64 product is cheaper.
 SCREEN_PAIRS_PER_FRAME = 6
 _UNIT_ROUNDOFF = 2.0**-24  # float32
+_SMALLEST_NORMAL = 2.0**-126  # float32: a product below it loses up to this much (also with flush-to-zero)
 # Rank penalty that takes a pair out of a minimum: rank * 2^100 is exact in float32 below 2^24 frames.
 _EXCLUDED = 2.0**100
 
@@ -249,6 +250,11 @@ def screening_bounds(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     (``gamma_d = d u / (1 - d u)``, in any summation order), ``n_i + n_j - 2 g_ij`` adds two roundings,
     and ``(|y_i| + |y_j|)^2 <= 2 (n_i + n_j)``. The slack ``4 (gamma_d + 8u) (n_i + n_j)`` covers all of
     these twice over, with the rounding of the bounds themselves and of the float64 exact values.
+    Those error bounds hold for products above float32's smallest normal number ``t = 2^-126``; one
+    below it errs by up to ``t`` absolutely, so the slack also has ``8 d t`` (three dot products per
+    distance, twice over). It decides nothing for features of ordinary size (1e-34 for d = 1536) and
+    keeps the bounds true for tiny ones (from about 1e-20 the relative bound alone fails), whose
+    brackets become too wide to screen, so the full computation takes them.
     """
     d = x.shape[-1]
     y = x - x.mean(dim=1, keepdim=True)
@@ -257,7 +263,7 @@ def screening_bounds(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     total = norms[:, :, None] + norms[:, None, :]
     squared = total - 2 * gram
     gamma = d * _UNIT_ROUNDOFF / (1 - d * _UNIT_ROUNDOFF)
-    slack = total.mul_(4 * (gamma + 8 * _UNIT_ROUNDOFF))
+    slack = total.mul_(4 * (gamma + 8 * _UNIT_ROUNDOFF)).add_(8 * d * _SMALLEST_NORMAL)
     return squared - slack, squared.add_(slack), norms
 
 

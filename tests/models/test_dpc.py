@@ -100,6 +100,20 @@ def test_screening_bounds_hold_on_hostile_features() -> None:
         assert width[:, off].max() < 1e-2 * max(1.0, shape[2] / 1000)
 
 
+@pytest.mark.parametrize("scale", [1e-20, 1e-22, 1e-25])
+def test_screening_bounds_hold_where_products_underflow(scale: float) -> None:
+    # Products of features this small fall below float32's normal range, where rounding errors are
+    # absolute: a purely relative slack puts exact distances outside their brackets from about 1e-20.
+    x = walk((1, 50, 300), 6, offset=50.0) * scale
+    lo, hi, _ = screening_bounds(x)
+    exact = torch.cdist(x.double(), x.double(), compute_mode="donot_use_mm_for_euclid_dist") ** 2
+    off = ~torch.eye(50, dtype=torch.bool)
+    assert (lo.double()[:, off] <= exact[:, off]).all() and (exact[:, off] <= hi.double()[:, off]).all()
+    screened = screened_dpc_knn_scores(x, 2)  # too wide to screen, or right
+    assert screened is None or torch.equal(screened, difference_form_scores(x, 2))
+    assert torch.equal(dpc_knn_scores(x, 2), difference_form_scores(x, 2))
+
+
 def test_screening_gives_up_on_a_long_run_of_identical_frames() -> None:
     x = walk((1, 80, 64), 8)
     x[:, 10:70] = x[:, 10:11]  # edge padding looks like this: every duplicate is a candidate of every other
