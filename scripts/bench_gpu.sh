@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The speed table on a CUDA GPU: every pair, batch 1 and 8, float32 / bf16, eager and torch.compile,
-# plus a training step. Not run in CI; prepared for a machine with a GPU.
+# The speed table on a CUDA GPU: every pair, batch 1 and 8, float32 / bf16 (eager, with what the token
+# selection costs), torch.compile, plus a training step. Not run in CI; prepared for a machine with a GPU.
 #   bash scripts/bench_gpu.sh [OUT_DIR]          (OUT_DIR default: outputs/bench_gpu)
 # Writes one markdown table per setting into OUT_DIR and the device description into OUT_DIR/device.txt.
 set -euo pipefail
@@ -16,7 +16,7 @@ PYEOF
 for batch in 1 8; do
   for precision in float32 bf16; do
     "$PY" -m hotpose.bench speed --device cuda --pairs "$PAIRS" --batch "$batch" --precision "$precision" \
-      --rounds 2 --calls 7 --warmup 3 --no-progress | tee "$OUT/speed_b${batch}_${precision}.md"
+      --rounds 2 --calls 7 --warmup 3 --selection-cost --no-progress | tee "$OUT/speed_b${batch}_${precision}.md"
   done
 done
 # torch.compile of each model (first calls compile; the warm-up absorbs them)

@@ -28,6 +28,9 @@ def test_speed_row_statistics() -> None:
     assert base.frames_per_second == pytest.approx(2 * 243 / 2.5)
     assert speed.speedup(base, fast) == pytest.approx(2.0)
     assert speed.best_case_speedup(base, fast) == pytest.approx(1.0)
+    reused = speed.SpeedRow("hot, kept frames reused", frames=243, batch=2, seconds=[0.5, 1.4, 0.25])
+    # paired call by call: the differences 0.5, 0.1, 1.0
+    assert speed.selection_cost(fast, reused) == pytest.approx((0.5, 0.3, 0.75))
 
 
 def test_gflops_match_is_two_decimals() -> None:
@@ -89,6 +92,23 @@ def test_speed_quick_cli(capsys) -> None:
     assert "| 1.66x | 1.71x |" in text and "| 2.07x | 2.35x |" in text  # FLOP ratio, official (1 thread)
 
 
+def test_speed_selection_cost_reuses_the_kept_frames(capsys) -> None:
+    rc = bench.main(["speed", "--quick", "--pairs", "mhformer", "--rounds", "1", "--calls", "1", "--warmup", "0",
+                     "--selection-cost", "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| TPC w. MHFormer, kept frames reused | 36 | 1 |" in text
+    assert "- TPC w. MHFormer: " in text and ("% of the forward" in text or "within the timing noise" in text)
+    # the reused call runs the same model on the same frames: the same output, the selection skipped
+    model = complexity.build_paper_model("TPC w. MHFormer", complexity.quick_overrides("mhformer"))
+    call = speed.model_call(model, torch.randn(2, model.frames, 17, model.in_channels), speed.RunOptions())
+    first = call()
+    calls = []
+    model.policy.select = lambda *a: calls.append(a)  # must not run when the frames are reused
+    again = call(first.kept)
+    assert not calls and torch.equal(again.pose, first.pose) and torch.equal(again.frame_index, first.frame_index)
+
+
 def test_speed_with_torch_gemm_says_so(capsys) -> None:
     rc = bench.main(["speed", "--quick", "--pairs", "mixste", "--rounds", "1", "--calls", "1", "--warmup", "0",
                      "--cpu-linear", "torch", "--no-progress"])
@@ -111,6 +131,7 @@ def test_speed_training_step_in_bf16(capsys) -> None:
     (["--backend", "onnxruntime", "--precision", "bf16"], "float32 inference on CPU only"),
     (["--mode", "train", "--precision", "int8"], "inference-only"),
     (["--cpu-linear", "mkl"], "cpu linear kernel 'mkl': use one of onednn, torch"),
+    (["--selection-cost", "--mode", "train"], "--selection-cost times torch inference only"),
 ])
 def test_bad_run_options_are_one_line_errors(flags: list[str], message: str) -> None:
     with pytest.raises(SystemExit, match=message):

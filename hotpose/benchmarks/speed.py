@@ -2,7 +2,7 @@
 
 ``python -m hotpose.bench speed [--pairs mixste,motionbert] [--threads 2] [--rounds 2] [--calls 7]
 [--warmup 2] [--batch 1] [--device cpu|cuda] [--precision float32|bf16|int8]
-[--backend torch|onnxruntime] [--mode inference|train] [--compile] [--quick]``
+[--backend torch|onnxruntime] [--mode inference|train] [--compile] [--selection-cost] [--quick]``
 
 Method (the one used for the official CPU figures): both models in ``eval`` under
 ``torch.inference_mode``, the same random input ``(batch, frames, 17, cin)``, ``--warmup`` untimed
@@ -20,6 +20,12 @@ forward, MPJPE on a random target, backward, AdamW step (bf16: forward and loss 
 Lightning's ``precision=bf16-mixed``). The table gives the HoT speed-up next to the FLOP ratio of the
 paper table (baseline GFLOPs / pruned GFLOPs). A Rich progress bar on stderr counts the calls.
 
+``--selection-cost`` times a third model per pair: the pruned one given the kept frames of a first,
+untimed call (``forward(x, kept=...)``), so that it skips the token selection (frame features and
+DPC-kNN) and runs everything else. The difference of the two medians is what the selection costs in
+the forward. The paper's FLOP counts leave the selection out, so the speed-up without it is the figure
+to read against the FLOP ratio for the rest of the model.
+
 ``--quick`` shrinks every model to a few frames and a narrow width (a smoke test of the
 machinery, not a measurement).
 """
@@ -27,6 +33,7 @@ machinery, not a measurement).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -111,6 +118,17 @@ def speedup(baseline: SpeedRow, pruned: SpeedRow) -> float:
     return baseline.median / pruned.median
 
 
+def selection_cost(pruned: SpeedRow, reused: SpeedRow) -> tuple[float, float, float]:
+    """Seconds the token selection takes per call: the median and quartiles of the paired differences
+    (call ``i`` of each, neighbours in time under the interleaving), far less noisy than a difference
+    of medians when the selection is a small part of a long forward."""
+    differences = [p - r for p, r in zip(pruned.seconds, reused.seconds, strict=True)]
+    if len(differences) < 2:
+        return differences[0], differences[0], differences[0]
+    low, middle, high = statistics.quantiles(differences, n=4, method="inclusive")
+    return middle, low, high
+
+
 def best_case_speedup(baseline: SpeedRow, pruned: SpeedRow) -> float:
     """Ratio of the fastest calls: less sensitive to other processes stealing a core, which
     inflates some calls (and so the medians, when it lasts) several times over."""
@@ -151,8 +169,9 @@ class RunOptions:
 
 
 def model_call(model: torch.nn.Module, x: torch.Tensor, options: RunOptions,
-               workdir: str | None = None) -> Callable[[], object]:
-    """One benchmark call of ``model`` on ``x`` as ``options`` say (the model is prepared here)."""
+               workdir: str | None = None) -> Callable[..., object]:
+    """One benchmark call of ``model`` on ``x`` as ``options`` say (the model is prepared here). An
+    inference call on the torch backend takes ``kept=`` to reuse a selection of the hourglass."""
     from hotpose.precision import autocast, prepare_model
 
     if options.backend == "onnxruntime":
@@ -163,9 +182,9 @@ def model_call(model: torch.nn.Module, x: torch.Tensor, options: RunOptions,
     if options.compile:
         prepared = torch.compile(prepared)
 
-    def call() -> object:
+    def call(kept: Sequence[torch.Tensor] | None = None) -> object:
         with torch.inference_mode(), autocast(options.precision, options.device):
-            return prepared(x)
+            return prepared(x) if kept is None else prepared(x, kept=kept)
 
     return call
 
@@ -208,14 +227,28 @@ def _onnxruntime_call(model: torch.nn.Module, x: torch.Tensor, workdir: str | No
     return lambda: session.run(None, {name: feed})
 
 
+SELECTION_REUSED = "{}, kept frames reused"
+
+
+def check_selection_cost(options: RunOptions) -> None:
+    """The selection cost is measured by reusing kept frames: torch inference only."""
+    if options.backend != "torch" or options.mode != "inference":
+        raise ValueError("--selection-cost times torch inference only (it reuses the kept frames of a first "
+                         f"call), not backend={options.backend} mode={options.mode}")
+
+
 def measure_pair(pair: str, batch: int, device: str, rounds: int, per_round: int, warmup: int,
                  quick: bool, options: RunOptions | None = None,
-                 advance: Callable[[], None] = lambda: None) -> tuple[SpeedRow, SpeedRow]:
-    """Build both models of ``pair`` and time them interleaved on one shared input."""
+                 advance: Callable[[], None] = lambda: None,
+                 selection_cost: bool = False) -> tuple[SpeedRow, ...]:
+    """Build both models of ``pair`` and time them interleaved on one shared input: (baseline, pruned),
+    and with ``selection_cost`` the pruned model reusing its kept frames third."""
     if pair not in PAIRS:
         raise ValueError(f"unknown pair {pair!r}; choose from {', '.join(PAIRS)}")
     options = options or RunOptions(device=device)
     options.check()
+    if selection_cost:
+        check_selection_cost(options)
     models = {}
     for name in PAIRS[pair]:
         spec = PAPER_MODELS[name]
@@ -225,8 +258,12 @@ def measure_pair(pair: str, batch: int, device: str, rounds: int, per_round: int
     x = torch.randn(batch, frames, 17, channels, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     calls = {n: model_call(m, x, options) for n, m in models.items()}
+    if selection_cost:
+        pruned = PAIRS[pair][1]
+        kept = calls[pruned]().kept  # one untimed call fixes the frames every reused call keeps
+        calls[SELECTION_REUSED.format(pruned)] = functools.partial(calls[pruned], kept)
     times = time_interleaved(calls, rounds, per_round, warmup, sync, advance)
-    return tuple(SpeedRow(name, frames, batch, times[name]) for name in PAIRS[pair])
+    return tuple(SpeedRow(name, frames, batch, times[name]) for name in calls)
 
 
 def flop_ratio(pair: str) -> float:
@@ -240,8 +277,10 @@ def _input_size(model: torch.nn.Module) -> tuple[int, int]:
     return int(model.frames), int(model.in_channels)
 
 
-def format_table(results: Sequence[tuple[str, SpeedRow, SpeedRow]], threads: int, device: str,
-                 options: RunOptions | None = None) -> str:
+def format_table(results: Sequence[tuple[str, SpeedRow, SpeedRow] | tuple[str, SpeedRow, SpeedRow, SpeedRow]],
+                 threads: int, device: str, options: RunOptions | None = None) -> str:
+    """The markdown table of :func:`main`; a result with a third row (``--selection-cost``) adds that row
+    and a line on what the selection costs."""
     options = options or RunOptions(device=device)
     unit = "s/step" if options.mode == "train" else "s/clip"
     lines = [
@@ -253,16 +292,27 @@ def format_table(results: Sequence[tuple[str, SpeedRow, SpeedRow]], threads: int
         "| official, same threads |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for pair, base, pruned in results:
+    costs = []
+    for pair, base, *variants in results:
         lines.append(f"| {base.name} | {base.frames} | {base.batch} | {base.median:.3f} ({base.fastest:.3f}) "
                      f"| {base.frames_per_second:.1f} | | | |")
-        gain, best = speedup(base, pruned), best_case_speedup(base, pruned)
         same_protocol = device == "cpu" and options == RunOptions(device=device)
         official = OFFICIAL_CPU_SPEEDUP.get(threads, {}).get(pair) if same_protocol else None
-        reference = "–" if official is None else f"{official:.2f}x"
-        lines.append(f"| {pruned.name} | {pruned.frames} | {pruned.batch} | {pruned.median:.3f} "
-                     f"({pruned.fastest:.3f}) | {pruned.frames_per_second:.1f} | {gain:.2f}x ({best:.2f}x) "
-                     f"| {flop_ratio(pair):.2f}x | {reference} |")
+        for row, reference in zip(variants, ("–" if official is None else f"{official:.2f}x", "–")):
+            gain, best = speedup(base, row), best_case_speedup(base, row)
+            lines.append(f"| {row.name} | {row.frames} | {row.batch} | {row.median:.3f} "
+                         f"({row.fastest:.3f}) | {row.frames_per_second:.1f} | {gain:.2f}x ({best:.2f}x) "
+                         f"| {flop_ratio(pair):.2f}x | {reference} |")
+        if len(variants) == 2:
+            pruned, reused = variants
+            cost, low, high = selection_cost(pruned, reused)
+            spread = f"quartiles {low * 1e3:.2f} to {high * 1e3:.2f} ms"
+            verdict = (f"{cost * 1e3:.2f} ms per call ({spread}), {100 * cost / pruned.median:.1f} % of the forward"
+                       if low > 0 else f"within the timing noise ({spread})")
+            costs.append(f"- {pruned.name}: {verdict}")
+    if costs:
+        lines += ["", "Token selection (frame features and DPC-kNN): the pruned call's time less the next reused "
+                  "call's, over the rounds:", *costs]
     return "\n".join(lines)
 
 
@@ -280,6 +330,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--backend", default="torch", help=f"one of {', '.join(BACKENDS)}")
     parser.add_argument("--mode", default="inference", help=f"one of {', '.join(MODES)} (train: one step)")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models first")
+    parser.add_argument("--selection-cost", action="store_true",
+                        help="also time the pruned model reusing its kept frames (what the selection costs)")
     parser.add_argument("--cpu-linear", default=current_cpu_linear(),
                         help=f"GEMM of float32 linear layers on CPU, one of {', '.join(CPU_LINEAR_KERNELS)} "
                              "(default: HOTPOSE_CPU_LINEAR, else onednn where torch has it)")
@@ -302,6 +354,8 @@ def main(argv: Sequence[str] = ()) -> int:
     try:
         options.check()
         check_cpu_linear(args.cpu_linear)
+        if args.selection_cost:
+            check_selection_cost(options)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     keep_freed_memory()  # as every entry point does (hotpose/host_memory.py)
@@ -312,7 +366,7 @@ def main(argv: Sequence[str] = ()) -> int:
     with cpu_linear(args.cpu_linear):
         try:
             load_before = _load_average()
-            calls_per_pair = 2 * (args.warmup + args.rounds * args.calls)
+            calls_per_pair = (3 if args.selection_cost else 2) * (args.warmup + args.rounds * args.calls)
             with _progress(not args.no_progress) as progress:
                 task = progress.add_task("timing", total=calls_per_pair * len(pairs))
                 results = []
@@ -320,7 +374,7 @@ def main(argv: Sequence[str] = ()) -> int:
                     progress.update(task, description=f"{p} ({' vs '.join(PAIRS[p])})")
                     results.append((p, *measure_pair(p, args.batch, args.device, args.rounds, args.calls,
                                                      args.warmup, args.quick, options,
-                                                     lambda: progress.advance(task))))
+                                                     lambda: progress.advance(task), args.selection_cost)))
             table = format_table(results, torch.get_num_threads(), args.device, options)
         finally:
             torch.set_num_threads(previous_threads)
