@@ -22,9 +22,9 @@ codes against::
   dynamic-int8 linear kernel as fast as fbgemm's, so this stays the CPU route until torch removes it.
   The model is copied (the caller's float model is left untouched).
 
-Token selection (TPC) with its default deterministic tie-break computes its distances in float64
-whatever the precision (autocast does not lower float64), so the kept frames depend only on the
-features reaching it. With the official tie-break, bf16 runs cdist's float32 formula on oneDNN's
+Token selection (TPC) with its default deterministic tie-break scores frames on exact distances of
+the features it is given, whatever the precision (float64 arithmetic, which autocast does not lower;
+see :mod:`hotpose.models.dpc`), so the kept frames depend only on the features reaching it. With the official tie-break, bf16 runs cdist's float32 formula on oneDNN's
 GEMM (:func:`hotpose.models.dpc.official_form_distances`).
 """
 

@@ -7,7 +7,8 @@ For each tie-fragile fixture of ``tests/fixtures/official`` (the pruned models) 
 built at the fixture's narrow configuration, loaded with the fixture's weights (strictly), checked
 against the fixture's recorded output at the fixture's seed, and run at seeds 1-4. Those seeds were
 not chosen for robustness: their selections hinge on float32 ties, so a record holds for CPUs whose
-kernels round as the recording one's. The tests keep one record per CPU vendor (``tests/cpu_records.py``);
+kernels round as the recording one's. The tests keep one record per kind of CPU (vendor and torch's kernel
+level, ``tests/cpu_records.py``: a new kind's file is ``extra_seeds<suffix>.pt`` with its suffix listed there);
 ``--compare`` tells whether an existing record still holds on this CPU (then hotpose must match it here),
 or whether this CPU needs its own.
 
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests"), str(ROOT / "tests" / "models")]
 
 from bench_vs_official import install_timm_stand_in  # noqa: E402
-from cpu_records import cpu_vendor  # noqa: E402
+from cpu_records import cpu_kind  # noqa: E402
 from test_official import TOLERANCE, fixture  # noqa: E402
 
 VARIANTS = {"hot_mixste": "mixste", "tpc_mixste": "mixste", "tpc_mhformer": "mhformer",
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                     outputs[variant][seed] = pose(model(data["x"])).clone()
             print(f"{variant}: fixture seed reproduced ({diff:.1e}), seeds {list(SEEDS)} recorded")
     torch.save(outputs, args.out)
-    print(f"{args.out}: {cpu_vendor()} CPU, {torch.get_num_threads()} thread(s)")
+    print(f"{args.out}: {cpu_kind()} CPU, {torch.get_num_threads()} thread(s)")
     if args.compare is not None:
         before = torch.load(args.compare, weights_only=True)
         for variant, seeds in outputs.items():

@@ -19,8 +19,7 @@ from hotpose.models.official import official_recipe
 from hotpose.paper import paper_setup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "models"))
-from cpu_records import cpu_vendor  # noqa: E402
-from test_official import EXTRA_SEEDS, TOLERANCE, fixture  # noqa: E402
+from test_official import TOLERANCE, extra_seeds_here, fixture  # noqa: E402
 
 
 def _cfg(**top) -> DictConfig:
@@ -60,9 +59,7 @@ def test_converted_checkpoint_evaluates_with_the_official_attention(variant: str
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """With some seeds of EXTRA_SEEDS, SDPA's rounding flips hot_mixste's TPC selection: the LightningModule
     of a converted checkpoint runs the official explicit attention, and keeps the official frames."""
-    record = EXTRA_SEEDS.get(cpu_vendor(), {})
-    if variant not in record:
-        pytest.skip(f"no official outputs of {variant} recorded on a {cpu_vendor()} CPU")
+    record = extra_seeds_here(variant)
     data = fixture(variant)
     source, target = tmp_path / "m.pth", tmp_path / "m.ckpt"
     torch.save(data["weights"], source)
@@ -74,7 +71,7 @@ def test_converted_checkpoint_evaluates_with_the_official_attention(variant: str
     attention = layers.attention
     monkeypatch.setattr(layers, "attention", lambda *a, **k: explicit.append(layers._OFFICIAL_KERNELS)
                         or attention(*a, **k))
-    for seed, expected in record[variant].items():
+    for seed, expected in record.items():
         torch.manual_seed(seed)
         with torch.no_grad():
             out = module(data["x"])
@@ -84,7 +81,7 @@ def test_converted_checkpoint_evaluates_with_the_official_attention(variant: str
     module.hparams.official_numerics = False
     explicit.clear()
     worst = 0.0
-    for seed, expected in record[variant].items():
+    for seed, expected in record.items():
         torch.manual_seed(seed)
         with torch.no_grad():
             worst = max(worst, (module(data["x"]).pose - expected).abs().max().item())

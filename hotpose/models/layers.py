@@ -198,11 +198,20 @@ def _runs_onednn(x: Tensor, weight: Tensor) -> bool:
             and not torch.is_autocast_enabled("cpu") and _plain_eager_cpu(x))
 
 
+@functools.cache
+def _onednn_bf16_available() -> bool:
+    # oneDNN's bf16 GEMM (and its weight packing) needs AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT; on an
+    # AVX2-only CPU it raises, and bf16 layers go through F.linear, whose autocast kernel emulates bf16.
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return _onednn_linear_available() and check is not None and bool(check())
+
+
 def _runs_onednn_bf16(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     # A bf16-weight layer (hotpose.precision's bf16 copy) at inference under CPU bf16 autocast: the
     # oneDNN bf16 GEMM that autocast's linear reaches too (same numbers), called directly with the
     # bias fused in (torch's addmm first copies the bias into every output row).
     return (weight.dtype == torch.bfloat16 and (bias is None or bias.dtype == torch.bfloat16)
+            and _onednn_bf16_available()
             and x.dtype in (torch.float32, torch.bfloat16) and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16
             and not records_autograd(x, weight) and _plain_eager_cpu(x))

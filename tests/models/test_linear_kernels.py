@@ -16,6 +16,8 @@ from hotpose.models.backbones.mixste import MixSTE
 from hotpose.models.layers import Linear, cpu_linear, current_cpu_linear, official_kernels
 
 needs_onednn = pytest.mark.skipif(not layers._onednn_linear_available(), reason="torch build without oneDNN linear")
+needs_onednn_bf16 = pytest.mark.skipif(not layers._onednn_bf16_available(),
+                                       reason="no oneDNN bf16 GEMM on this CPU (it needs AVX-512 or AVX-NE-CONVERT)")
 # float32 rounding of a 64-long dot product, relative to the output's scale
 RTOL, ATOL = 1e-5, 1e-5
 
@@ -235,8 +237,8 @@ def test_bf16_weight_layers_call_onednn_directly_under_autocast(monkeypatch: pyt
     """A bf16-weight layer (hotpose.precision's bf16 copy) at CPU bf16 autocast inference calls
     oneDNN's bf16 GEMM with the bias fused: autocast's own numbers to bf16 rounding; with autograd
     recording, under official kernels or with HOTPOSE_CPU_LINEAR=torch it is autocast's linear."""
-    if not layers._onednn_linear_available():
-        pytest.skip("no oneDNN linear in this torch build")
+    if not layers._onednn_bf16_available():
+        pytest.skip("no oneDNN bf16 GEMM in this torch build or on this CPU")
     calls = []
     real = layers._onednn_linear
     monkeypatch.setattr(layers, "_onednn_linear", lambda x, w, b: calls.append(x.dtype) or real(x, w, b))
@@ -265,7 +267,7 @@ def test_bf16_weight_layers_call_onednn_directly_under_autocast(monkeypatch: pyt
 
 
 @needs_onednn
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=needs_onednn_bf16)])
 def test_packed_weight_follows_every_change_of_the_weight(dtype: torch.dtype) -> None:
     """Inference reuses the weight in oneDNN's packed layout: the same products as the plain weight,
     rebuilt whenever the weight changes (in place, replaced, reassigned ``.data``, a loaded state dict),
@@ -322,4 +324,30 @@ def test_inference_tensor_weights_run_unpacked() -> None:
             bf16(x)
     assert layer.weight.is_inference() and layer not in layers._PACKED_WEIGHTS
     close_in_float64(out, x, layer)
-    assert not bf16[0].weight.is_inference() and bf16[0] in layers._PACKED_WEIGHTS
+    assert not bf16[0].weight.is_inference()
+    assert (bf16[0] in layers._PACKED_WEIGHTS) == layers._onednn_bf16_available()
+
+
+def test_bf16_layers_run_autocasts_linear_where_onednn_has_no_bf16_gemm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an AVX2-only CPU oneDNN refuses bf16 weights (its packing raises): bf16 layers never go there,
+    they give autocast's linear, and a whole bf16 model runs."""
+    from hotpose.precision import prepare_model
+
+    monkeypatch.setattr(layers, "_onednn_bf16_available", lambda: False)
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("oneDNN's bf16 path was taken")
+
+    torch.manual_seed(0)
+    layer = Linear(32, 24).eval()
+    x = torch.randn(3, 7, 32)
+    with torch.no_grad():
+        layer.weight.data, layer.bias.data = layer.weight.bfloat16(), layer.bias.bfloat16()
+        with torch.autocast("cpu", torch.bfloat16):
+            want = F.linear(x, layer.weight, layer.bias)
+            monkeypatch.setattr(layers, "_onednn_linear", refuse)
+            monkeypatch.setattr(layers, "_packed_weight", refuse)
+            got = layer(x)
+            model = prepare_model(nn.Sequential(Linear(32, 16), nn.GELU(), Linear(16, 8)).eval(), "bf16")
+            out = model(x)
+    assert torch.equal(got, want) and out.shape == (3, 7, 8) and torch.isfinite(out).all()

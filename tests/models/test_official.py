@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cpu_records import cpu_vendor
+from cpu_records import MAKE_RECORDS, RECORD_SUFFIXES, cpu_kind
 from omegaconf import OmegaConf
 
 from hotpose.convert import main as convert_main
@@ -79,22 +79,28 @@ def test_reproduces_official_output(variant: str) -> None:
         assert torch.equal(model(data["x"]), out.pose)
 
 
-# The extra seeds are tie-fragile on purpose: their official outputs are recorded per CPU vendor
-# (tests/cpu_records.py), each made by the official classes on a CPU of that vendor.
-EXTRA_SEEDS = {"AuthenticAMD": torch.load(FIXTURES / "extra_seeds.pt", weights_only=True),
-               "GenuineIntel": torch.load(FIXTURES / "extra_seeds_intel.pt", weights_only=True)}
+# The extra seeds are tie-fragile on purpose: their official outputs are recorded per kind of CPU
+# (tests/cpu_records.py), each made by the official classes on a CPU of that kind.
+EXTRA_SEEDS = {kind: torch.load(FIXTURES / f"extra_seeds{suffix}.pt", weights_only=True)
+               for kind, suffix in RECORD_SUFFIXES.items()}
+
+
+def extra_seeds_here(variant: str) -> dict[int, torch.Tensor]:
+    """The official outputs at the extra seeds recorded on this kind of CPU (skips where there are none)."""
+    record = EXTRA_SEEDS.get(cpu_kind(), {})
+    if variant not in record:
+        pytest.skip(f"no official outputs of {variant} recorded on a {cpu_kind()} CPU; {MAKE_RECORDS}")
+    return record[variant]
 
 
 @pytest.mark.parametrize("variant", sorted(set().union(*EXTRA_SEEDS.values())))
 def test_any_seed_reproduces_official_output(variant: str) -> None:
     """The fixture seeds were picked so that float32 op order cannot flip a selection; these seeds were
     not, so they also check that attention and joint pooling run in the official order of operations."""
-    record = EXTRA_SEEDS.get(cpu_vendor(), {})
-    if variant not in record:
-        pytest.skip(f"no official outputs of {variant} recorded on a {cpu_vendor()} CPU")
+    record = extra_seeds_here(variant)
     data = fixture(variant)
     model = load_official(data["weights"], variant, **data["overrides"])
-    for seed, expected in record[variant].items():
+    for seed, expected in record.items():
         torch.manual_seed(seed)
         with torch.no_grad():
             pose = model(data["x"])
