@@ -9,7 +9,8 @@ codes against::
 
 - ``float32``: the model as it is; ``autocast`` is a ``nullcontext``.
 - ``bf16``: ``torch.autocast`` runs matmuls, linears and convolutions in bfloat16 on CPU (fast with
-  AVX-512 BF16 / AMX) and CUDA. Outputs come back float32 where the last op is autocast's float32 list,
+  AVX-512 BF16 / AMX; emulated and several times slower than float32 without them, which
+  :func:`prepare_model` warns about) and CUDA. Outputs come back float32 where the last op is autocast's float32 list,
   otherwise bf16: callers that need float32 call ``.float()``. On CPU the model is copied with the
   weights and biases of its linear and convolution layers stored in bfloat16: autocast would cast
   them to exactly these values on every call (round to nearest), which at batch 1 costs up to a
@@ -24,8 +25,9 @@ codes against::
 
 Token selection (TPC) with its default deterministic tie-break scores frames on exact distances of
 the features it is given, whatever the precision (float64 arithmetic, which autocast does not lower;
-see :mod:`hotpose.models.dpc`), so the kept frames depend only on the features reaching it. With the official tie-break, bf16 runs cdist's float32 formula on oneDNN's
-GEMM (:func:`hotpose.models.dpc.official_form_distances`).
+see :mod:`hotpose.models.dpc`), so the kept frames depend only on the features reaching it. With the
+official tie-break, bf16 runs cdist's float32 formula on oneDNN's GEMM
+(:func:`hotpose.models.dpc.official_form_distances`).
 """
 
 from __future__ import annotations
@@ -55,11 +57,21 @@ def check_precision(precision: str, device: torch.device | str = "cpu") -> None:
                          f"not on {kind}: use precision=bf16 on {kind}, or device=cpu")
 
 
+def native_cpu_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX tiles)."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def prepare_model(model: nn.Module, precision: str, device: torch.device | str = "cpu") -> nn.Module:
     """The model to run at ``precision`` on ``device`` (moved there; a quantised copy for int8)."""
     check_precision(precision, device)
     model = model.to(device)
     if precision == "bf16" and _device_type(device) == "cpu":
+        if not native_cpu_bf16():
+            # measured: a 512-2048-512 MLP on 4131 tokens, 1 thread of an AVX2 AMD EPYC (Zen 3): 6.8x slower
+            warnings.warn("precision=bf16 on a CPU without bfloat16 arithmetic (no AVX-512 BF16, no AMX): torch "
+                          "emulates it, several times slower than float32; use precision=float32 or int8 on this "
+                          "CPU", UserWarning, stacklevel=2)
         return _bf16_weights(model)
     if precision != "int8":
         return model

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import pytest
 import torch
 from torch import nn
 
+import hotpose.precision as precision_module
 from hotpose.models.backbones.mixste import MixSTE
 from hotpose.models.backbones.motionbert import MotionBERT
 from hotpose.models.hourglass import Hourglass
@@ -91,3 +93,16 @@ def test_bad_precision_and_int8_on_cuda_are_refused() -> None:
         prepare_model(nn.Linear(2, 2), "int8", "cuda")
     with pytest.raises(ValueError, match="CPU only"):
         autocast("int8", torch.device("cuda", 0))
+
+
+def test_bf16_on_a_cpu_without_bf16_arithmetic_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an AVX2-only CPU bf16 is emulated (several times slower than float32): prepare_model says so."""
+    net = nn.Sequential(nn.Linear(4, 4))
+    monkeypatch.setattr(precision_module, "native_cpu_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="without bfloat16 arithmetic.*use precision=float32 or int8"):
+        precision_module.prepare_model(net, "bf16")
+    monkeypatch.setattr(precision_module, "native_cpu_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        precision_module.prepare_model(net, "bf16")
+        precision_module.prepare_model(net, "float32")

@@ -84,10 +84,17 @@ def _onednn_linear_available() -> bool:
 CPU_LINEAR_KERNELS = ("onednn", "torch")
 
 
+def _onednn_linear_is_faster() -> bool:
+    # Measured at 1 thread (docs/performance.md): on an AMD EPYC with AVX-512 oneDNN's float32 GEMM runs
+    # 1.8-2.4x MKL's, which does not use AVX-512 there; on an AVX2-only one (Zen 3) it runs 0.8-1.0x
+    # MKL's (linear layers of the paper models' shapes, and the temporal graph's batched products).
+    return _onednn_linear_available() and bool(torch.cpu._is_avx512_supported())
+
+
 def _default_cpu_linear() -> str:
-    default = "onednn" if _onednn_linear_available() else "torch"
+    default = "onednn" if _onednn_linear_is_faster() else "torch"
     chosen = os.environ.get("HOTPOSE_CPU_LINEAR", default)
-    if chosen not in CPU_LINEAR_KERNELS or (chosen == "onednn" and default == "torch"):
+    if chosen not in CPU_LINEAR_KERNELS or (chosen == "onednn" and not _onednn_linear_available()):
         warnings.warn(f"HOTPOSE_CPU_LINEAR={chosen!r} cannot run here (use one of "
                       f"{', '.join(CPU_LINEAR_KERNELS)}; onednn needs x86 and torch's oneDNN): using {default!r}",
                       stacklevel=2)
@@ -102,9 +109,10 @@ _CPU_LINEAR = _default_cpu_linear()
 def cpu_linear(kernel: str) -> Iterator[None]:
     """Run float32 linear layers on CPU in ``kernel``'s GEMM inside this context.
 
-    The process default is ``HOTPOSE_CPU_LINEAR`` if set, else ``onednn`` where torch has it (x86).
-    ``onednn`` computes the same products as ``torch`` (MKL on x86) with other float32 rounding
-    (~1e-6 relative) and is 1.8-2.4x faster on AMD EPYC, where MKL does not run its AVX-512 kernels.
+    The process default is ``HOTPOSE_CPU_LINEAR`` if set, else ``onednn`` where torch has it (x86) and
+    the CPU has AVX-512, else ``torch``. ``onednn`` computes the same products as ``torch`` (MKL on x86)
+    with other float32 rounding (~1e-6 relative) and is 1.8-2.4x faster on an AVX-512 AMD EPYC, where
+    MKL does not run its AVX-512 kernels; on an AVX2-only AMD EPYC it is up to 1.3x slower.
     It also sends bf16-weight layers under CPU bf16 autocast straight to oneDNN's bf16 GEMM (autocast's
     linear reaches the same kernel, after copying the bias into the output); ``torch`` leaves every
     linear layer to ``F.linear``.
@@ -184,12 +192,16 @@ class _OneDnnLinearFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-def _plain_eager_cpu(x: Tensor) -> bool:
+def _eager_cpu(x: Tensor) -> bool:
     # Tracing, export, compile, flop counting and other dispatch modes see torch's own ops.
-    return (_CPU_LINEAR == "onednn" and not _OFFICIAL_KERNELS and x.device.type == "cpu"
+    return (not _OFFICIAL_KERNELS and x.device.type == "cpu"
             and not torch._C._len_torch_dispatch_stack() and not torch._C._is_torch_function_mode_enabled()
             and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
             and not torch.compiler.is_compiling())
+
+
+def _plain_eager_cpu(x: Tensor) -> bool:
+    return _CPU_LINEAR == "onednn" and _eager_cpu(x)
 
 
 def _runs_onednn(x: Tensor, weight: Tensor) -> bool:
@@ -218,9 +230,11 @@ def _runs_onednn_bf16(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
 
 
 def fast_cpu_products(x: Tensor) -> bool:
-    """Whether products on ``x`` may leave torch's default kernels: plain eager CPU execution with oneDNN
-    chosen (:func:`cpu_linear`), outside :func:`official_kernels`, tracing, export and dispatch modes."""
-    return x.dtype in (torch.float32, torch.bfloat16) and _plain_eager_cpu(x)
+    """Whether computations on ``x`` may leave the official order of operations (token selection's
+    screened scores, its distances at reduced precision): plain eager CPU execution, outside
+    :func:`official_kernels`, tracing, export and dispatch modes. Their products run in the GEMM
+    :func:`cpu_linear` chose (oneDNN, or torch's own)."""
+    return x.dtype in (torch.float32, torch.bfloat16) and _eager_cpu(x)
 
 
 def batched_matmul(a: Tensor, b: Tensor) -> Tensor:

@@ -140,7 +140,7 @@ def test_a_product_outside_its_bound_is_caught(monkeypatch: pytest.MonkeyPatch) 
 def test_dpc_knn_scores_screens_only_where_the_bound_holds(monkeypatch: pytest.MonkeyPatch) -> None:
     x = walk((2, 64, dpc.SCREEN_MIN_FEATURES), 10)
     if not layers.fast_cpu_products(x):
-        pytest.skip("oneDNN products turned off (HOTPOSE_CPU_LINEAR=torch)")
+        pytest.skip("fast CPU paths turned off (official kernels, tracing or a dispatch mode)")
     assert screening_applies(x, 2)
     assert not screening_applies(x[..., :-1], 2)  # too few features for the screening to pay
     assert not screening_applies(x[:, : dpc.SCREEN_MIN_FRAMES - 1], 2)
@@ -196,3 +196,14 @@ def test_exact_squared_distances_are_float64_coordinate_differences() -> None:
     expected = ((rows[first].double() - rows[second].double()) ** 2).sum(-1)
     torch.testing.assert_close(got, expected, rtol=1e-14, atol=0)
     assert (got[first == second] == 0).all() and math.isfinite(got.sum().item())
+
+
+@pytest.mark.parametrize("kernel", [pytest.param("onednn", marks=needs_onednn), "torch"])
+def test_screened_scores_do_not_depend_on_the_gemm(kernel: str) -> None:
+    """The screening runs with either float32 GEMM (torch's is the default on AVX2-only CPUs), and its
+    scores are the exact ones whichever GEMM built the brackets."""
+    x = walk((2, 120, dpc.SCREEN_MIN_FEATURES), 12)
+    with layers.cpu_linear(kernel):
+        assert screening_applies(x, 2)
+        screened = screened_dpc_knn_scores(x, 2)
+    assert screened is not None and torch.equal(screened, difference_form_scores(x, 2))

@@ -28,6 +28,13 @@ def close_in_float64(out: torch.Tensor, x: torch.Tensor, layer: nn.Linear) -> No
     torch.testing.assert_close(out.double(), ref, rtol=RTOL, atol=ATOL)
 
 
+@pytest.fixture
+def onednn_kernel():
+    """oneDNN as the float32 CPU GEMM whatever the CPU's default (torch's on AVX2-only CPUs)."""
+    with cpu_linear("onednn"):
+        yield
+
+
 def test_layer_is_an_nn_linear_with_its_state_dict() -> None:
     torch.manual_seed(0)
     ours, theirs = Linear(8, 5), nn.Linear(8, 5)
@@ -233,7 +240,8 @@ def test_broadcast_queries_are_projected_once(monkeypatch: pytest.MonkeyPatch) -
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
 
 
-def test_bf16_weight_layers_call_onednn_directly_under_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bf16_weight_layers_call_onednn_directly_under_autocast(monkeypatch: pytest.MonkeyPatch,
+                                                                 onednn_kernel: None) -> None:
     """A bf16-weight layer (hotpose.precision's bf16 copy) at CPU bf16 autocast inference calls
     oneDNN's bf16 GEMM with the bias fused: autocast's own numbers to bf16 rounding; with autograd
     recording, under official kernels or with HOTPOSE_CPU_LINEAR=torch it is autocast's linear."""
@@ -268,7 +276,7 @@ def test_bf16_weight_layers_call_onednn_directly_under_autocast(monkeypatch: pyt
 
 @needs_onednn
 @pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=needs_onednn_bf16)])
-def test_packed_weight_follows_every_change_of_the_weight(dtype: torch.dtype) -> None:
+def test_packed_weight_follows_every_change_of_the_weight(dtype: torch.dtype, onednn_kernel: None) -> None:
     """Inference reuses the weight in oneDNN's packed layout: the same products as the plain weight,
     rebuilt whenever the weight changes (in place, replaced, reassigned ``.data``, a loaded state dict),
     and invisible to copies and the state dict."""
@@ -310,7 +318,7 @@ def test_packed_weight_follows_every_change_of_the_weight(dtype: torch.dtype) ->
 
 
 @needs_onednn
-def test_inference_tensor_weights_run_unpacked() -> None:
+def test_inference_tensor_weights_run_unpacked(onednn_kernel: None) -> None:
     """Weights made in inference mode have no version counter: they run as they are, and
     ``prepare_model``'s bf16 copy is ordinary tensors even when made in inference mode."""
     from hotpose.precision import prepare_model

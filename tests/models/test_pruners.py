@@ -275,7 +275,7 @@ def test_official_tie_break_distances_keep_cdist_in_float32_and_official_kernels
     x = torch.randn(2, 40, 16)
     cdist = torch.cdist(x, x) / 4.0
     assert torch.equal(pairwise_distances(x, exact=False), cdist)  # float32: cdist's own kernel
-    fast = fast_cpu_products(x)  # False where oneDNN is absent or HOTPOSE_CPU_LINEAR=torch
+    fast = fast_cpu_products(x)  # False only outside plain eager CPU execution
     with torch.autocast("cpu", dtype=torch.bfloat16):
         expected = official_form_distances(x) if fast else torch.cdist(x, x) / 4.0
         assert torch.equal(pairwise_distances(x, exact=False), expected)
