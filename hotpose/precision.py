@@ -10,13 +10,13 @@ codes against::
 - ``float32``: the model as it is; ``autocast`` is a ``nullcontext``.
 - ``bf16``: ``torch.autocast`` runs matmuls, linears and convolutions in bfloat16 on CPU (fast with
   AVX-512 BF16 / AMX; emulated and several times slower than float32 without them, which
-  :func:`prepare_model` warns about) and CUDA. Outputs come back float32 where the last op is autocast's float32 list,
-  otherwise bf16: callers that need float32 call ``.float()``. On CPU the model is copied with the
-  weights and biases of its linear and convolution layers stored in bfloat16: autocast would cast
-  them to exactly these values on every call (round to nearest), which at batch 1 costs up to a
-  fifth of a forward pass. Other parameters (norms, embeddings) stay float32, as autocast keeps them.
-  hotpose's ``Linear`` then calls oneDNN's bf16 GEMM itself, bias fused (see
-  :func:`hotpose.models.layers.cpu_linear`).
+  :func:`prepare_model` warns about) and CUDA. Outputs come back float32 where the last op is
+  autocast's float32 list, otherwise bf16: callers that need float32 call ``.float()``. On CPU the
+  model is copied with the weights and biases of its linear and convolution layers stored in
+  bfloat16: autocast would cast them to exactly these values on every call (round to nearest), which
+  at batch 1 costs up to a fifth of a forward pass. Other parameters (norms, embeddings) stay float32,
+  as autocast keeps them. Where the CPU has oneDNN's bf16 GEMM, hotpose's ``Linear`` then calls it
+  itself, bias fused (see :func:`hotpose.models.layers.cpu_linear`).
 - ``int8``: every ``nn.Linear`` replaced by a dynamically quantised one (int8 weights, per-batch int8
   activations, float32 everything else), CPU only. It goes through ``torch.ao.quantization
   .quantize_dynamic``: deprecated in favour of torchao, which targets GPUs and has no maintained CPU

@@ -86,8 +86,8 @@ CPU_LINEAR_KERNELS = ("onednn", "torch")
 
 def _onednn_linear_is_faster() -> bool:
     # Measured at 1 thread (docs/performance.md): on an AMD EPYC with AVX-512 oneDNN's float32 GEMM runs
-    # 1.8-2.4x MKL's, which does not use AVX-512 there; on an AVX2-only one (Zen 3) it runs 0.8-1.0x
-    # MKL's (linear layers of the paper models' shapes, and the temporal graph's batched products).
+    # 1.8-2.4x MKL's, which does not use AVX-512 there; on an AVX2-only one (Zen 3) it takes 0.9-1.4x
+    # MKL's time (linear layers of the paper models' shapes, and the temporal graph's batched products).
     return _onednn_linear_available() and bool(torch.cpu._is_avx512_supported())
 
 
@@ -200,14 +200,14 @@ def _eager_cpu(x: Tensor) -> bool:
             and not torch.compiler.is_compiling())
 
 
-def _plain_eager_cpu(x: Tensor) -> bool:
+def _onednn_eager_cpu(x: Tensor) -> bool:
     return _CPU_LINEAR == "onednn" and _eager_cpu(x)
 
 
 def _runs_onednn(x: Tensor, weight: Tensor) -> bool:
     # Only in plain eager float32 CPU execution (autocast would not lower this op).
     return (x.dtype == torch.float32 and weight.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu") and _plain_eager_cpu(x))
+            and not torch.is_autocast_enabled("cpu") and _onednn_eager_cpu(x))
 
 
 @functools.cache
@@ -226,7 +226,7 @@ def _runs_onednn_bf16(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
             and _onednn_bf16_available()
             and x.dtype in (torch.float32, torch.bfloat16) and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16
-            and not records_autograd(x, weight) and _plain_eager_cpu(x))
+            and not records_autograd(x, weight) and _onednn_eager_cpu(x))
 
 
 def fast_cpu_products(x: Tensor) -> bool:
