@@ -334,7 +334,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="also time the pruned model reusing its kept frames (what the selection costs)")
     parser.add_argument("--cpu-linear", default=current_cpu_linear(),
                         help=f"GEMM of float32 linear layers on CPU, one of {', '.join(CPU_LINEAR_KERNELS)} "
-                             "(default: HOTPOSE_CPU_LINEAR, else onednn where torch has it)")
+                             "(default: HOTPOSE_CPU_LINEAR, else onednn on CPUs with AVX-512, torch elsewhere)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--quick", action="store_true", help="tiny models: checks the machinery only")
     return parser.parse_args(list(argv))
